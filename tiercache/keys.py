@@ -1,0 +1,93 @@
+"""Key validation and canonical, injective key encoding.
+
+A key is ``str``, ``int``, ``bytes`` or a tuple of those. Its canonical form
+is a tag and a payload, ``s:hello``, ``i:42``, ``b:6869``, ``t:s1:ai2:42``,
+where tuple elements are length-prefixed, so the code is prefix-free and no
+two distinct keys share a form. ``1`` and ``"1"`` differ; ``bool`` is refused
+because ``True == 1`` would make two spellings of one dict key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from .errors import ConfigurationError, InvalidKeyError
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "check_name",
+    "encode_key",
+    "hash_long_key",
+]
+
+MAX_KEY_LENGTH = 200
+"""Keys longer than this (in characters, prefix included) are hashed in Redis."""
+
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
+
+
+def check_name(kind: str, name: object) -> str:
+    """Validate a namespace or prefix name: 1-64 of ``A-Za-z0-9_.-``.
+
+    Raises:
+        ConfigurationError: the name is empty, too long, not a ``str``, or has
+            a character that could break key parsing or a Redis SCAN pattern.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigurationError(
+            f"{kind} name must be 1-64 characters of A-Z a-z 0-9 _ . -, got {name!r}"
+        )
+    return name
+
+
+def encode_key(key: Any) -> str:
+    """Return the canonical form of ``key``.
+
+    Raises:
+        InvalidKeyError: ``key`` is not ``str``, ``int``, ``bytes`` or a tuple
+            of those (``bool`` and ``float`` included).
+    """
+    kind = type(key)
+    if kind is str:
+        return "s:" + key
+    if kind is int:
+        return "i:" + str(key)
+    if kind is bytes:
+        return "b:" + key.hex()
+    if kind is tuple:
+        return "t:" + "".join(_element(item) for item in key)
+    raise InvalidKeyError(
+        f"keys must be str, int, bytes or tuples of those, not {kind.__name__}: {key!r}"
+    )
+
+
+def _element(item: Any) -> str:
+    """Length-prefixed form of one tuple element (prefix-free, so injective)."""
+    kind = type(item)
+    if kind is str:
+        tag, payload = "s", item
+    elif kind is int:
+        tag, payload = "i", str(item)
+    elif kind is bytes:
+        tag, payload = "b", item.hex()
+    elif kind is tuple:
+        tag, payload = "t", "".join(_element(inner) for inner in item)
+    else:
+        raise InvalidKeyError(
+            "tuple key elements must be str, int, bytes or tuples, "
+            f"not {kind.__name__}: {item!r}"
+        )
+    return f"{tag}{len(payload)}:{payload}"
+
+
+def hash_long_key(full_key: str, keep: int) -> str:
+    """Shorten ``full_key`` past its first ``keep`` characters with SHA-256.
+
+    The result keeps the readable ``prefix:namespace:`` head and replaces the
+    canonical key with ``h:<sha256>``; the ``h`` tag is used by no other form,
+    so a hashed key never equals an unhashed one.
+    """
+    digest = hashlib.sha256(full_key[keep:].encode("utf-8", "surrogatepass")).hexdigest()
+    return full_key[:keep] + "h:" + digest

@@ -1,0 +1,203 @@
+"""Serializer protocol; msgpack by default; a leading format-version byte.
+
+Every encoded value starts with one byte naming its format, so a reader can
+refuse bytes it did not write (another program's, an older format) instead
+of misreading them. pickle is never a default: a shared Redis must not become
+a remote-code-execution path, so :class:`PickleSerializer` requires an HMAC
+key and checks it before unpickling.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import hmac
+import json
+import pickle
+import uuid
+from typing import Any, Protocol, runtime_checkable
+
+import msgpack
+
+from .errors import ConfigurationError, SerializationError
+
+__all__ = [
+    "JSONSerializer",
+    "MsgpackSerializer",
+    "PickleSerializer",
+    "Serializer",
+]
+
+FORMAT_MSGPACK = 0x01
+FORMAT_JSON = 0x02
+FORMAT_PICKLE = 0x03
+
+# msgpack extension type codes (0-127 are the application's).
+_EXT_DATETIME = 1  # ISO 8601 text: keeps naive vs aware and the exact offset
+_EXT_DATE = 2
+_EXT_DECIMAL = 3
+_EXT_UUID = 4
+_EXT_SET = 5
+_EXT_TUPLE = 6
+_EXT_FROZENSET = 7
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Turns values into bytes that start with the serializer's format byte."""
+
+    format_id: int
+
+    def dumps(self, value: Any) -> bytes:
+        """Encode ``value``; raise ``SerializationError`` when it cannot be."""
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """Decode bytes from ``dumps``; raise ``SerializationError`` on anything else."""
+        ...
+
+
+class MsgpackSerializer:
+    """msgpack with extension types for datetime, date, Decimal, UUID, set and tuple.
+
+    Types come back as they went in: a tuple stays a tuple, a set a set, an
+    aware datetime keeps its offset. Anything else msgpack cannot encode
+    natively (custom classes, ``dict`` subclasses, ...) is refused.
+    """
+
+    format_id = FORMAT_MSGPACK
+    _header = bytes([FORMAT_MSGPACK])
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            return self._header + msgpack.packb(
+                value, default=_to_ext, strict_types=True, use_bin_type=True
+            )
+        except SerializationError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SerializationError(f"cannot encode {type(value).__name__}: {exc}") from exc
+
+    def loads(self, data: bytes) -> Any:
+        if not data or data[0] != FORMAT_MSGPACK:
+            raise SerializationError("not a tiercache msgpack value (format byte mismatch)")
+        try:
+            return msgpack.unpackb(
+                memoryview(data)[1:], ext_hook=_from_ext, raw=False, strict_map_key=False
+            )
+        except SerializationError:
+            raise
+        except Exception as exc:  # msgpack raises several unrelated types
+            raise SerializationError(f"cannot decode msgpack value: {exc}") from exc
+
+
+def _pack_inner(value: Any) -> bytes:
+    return msgpack.packb(value, default=_to_ext, strict_types=True, use_bin_type=True)
+
+
+def _to_ext(obj: Any) -> msgpack.ExtType:
+    kind = type(obj)
+    if kind is tuple:
+        return msgpack.ExtType(_EXT_TUPLE, _pack_inner(list(obj)))
+    if kind is dt.datetime:
+        return msgpack.ExtType(_EXT_DATETIME, obj.isoformat().encode())
+    if kind is dt.date:
+        return msgpack.ExtType(_EXT_DATE, obj.isoformat().encode())
+    if kind is decimal.Decimal:
+        return msgpack.ExtType(_EXT_DECIMAL, str(obj).encode())
+    if kind is uuid.UUID:
+        return msgpack.ExtType(_EXT_UUID, obj.bytes)
+    if kind is set:
+        return msgpack.ExtType(_EXT_SET, _pack_inner(list(obj)))
+    if kind is frozenset:
+        return msgpack.ExtType(_EXT_FROZENSET, _pack_inner(list(obj)))
+    raise SerializationError(f"msgpack serializer cannot encode {kind.__name__}: {obj!r:.80}")
+
+
+def _unpack_inner(data: bytes) -> Any:
+    return msgpack.unpackb(data, ext_hook=_from_ext, raw=False, strict_map_key=False)
+
+
+def _from_ext(code: int, data: bytes) -> Any:
+    if code == _EXT_TUPLE:
+        return tuple(_unpack_inner(data))
+    if code == _EXT_DATETIME:
+        return dt.datetime.fromisoformat(data.decode())
+    if code == _EXT_DATE:
+        return dt.date.fromisoformat(data.decode())
+    if code == _EXT_DECIMAL:
+        return decimal.Decimal(data.decode())
+    if code == _EXT_UUID:
+        return uuid.UUID(bytes=data)
+    if code == _EXT_SET:
+        return set(_unpack_inner(data))
+    if code == _EXT_FROZENSET:
+        return frozenset(_unpack_inner(data))
+    raise SerializationError(f"unknown msgpack extension type {code}")
+
+
+class JSONSerializer:
+    """JSON (UTF-8): readable by other programs; no tuples, sets or datetimes."""
+
+    format_id = FORMAT_JSON
+    _header = bytes([FORMAT_JSON])
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(f"cannot encode {type(value).__name__} as JSON: {exc}") from exc
+        return self._header + text.encode("utf-8")
+
+    def loads(self, data: bytes) -> Any:
+        if not data or data[0] != FORMAT_JSON:
+            raise SerializationError("not a tiercache JSON value (format byte mismatch)")
+        try:
+            return json.loads(bytes(memoryview(data)[1:]).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise SerializationError(f"cannot decode JSON value: {exc}") from exc
+
+
+class PickleSerializer:
+    """pickle, signed: opt-in, and only with an HMAC key shared by every reader.
+
+    The HMAC-SHA256 over the format byte and the payload is checked with
+    :func:`hmac.compare_digest` before anything is unpickled, so bytes that
+    someone else planted in Redis are refused without being executed.
+    """
+
+    format_id = FORMAT_PICKLE
+    _header = bytes([FORMAT_PICKLE])
+    _digest_size = hashlib.sha256().digest_size
+
+    def __init__(self, *, hmac_key: bytes, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
+        if not isinstance(hmac_key, bytes) or len(hmac_key) < 16:
+            raise ConfigurationError("PickleSerializer needs hmac_key=: at least 16 bytes")
+        self._key = hmac_key
+        self._protocol = protocol
+
+    def __repr__(self) -> str:
+        return f"PickleSerializer(hmac_key=<{len(self._key)} bytes>)"
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, self._header + payload, hashlib.sha256).digest()
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            payload = pickle.dumps(value, protocol=self._protocol)
+        except Exception as exc:  # pickling can raise nearly anything
+            raise SerializationError(f"cannot pickle {type(value).__name__}: {exc}") from exc
+        return self._header + self._sign(payload) + payload
+
+    def loads(self, data: bytes) -> Any:
+        if not data or data[0] != FORMAT_PICKLE:
+            raise SerializationError("not a tiercache pickle value (format byte mismatch)")
+        start = 1 + self._digest_size
+        signature, payload = data[1:start], data[start:]
+        if not hmac.compare_digest(signature, self._sign(payload)):
+            raise SerializationError("pickle value has a bad signature; refused unread")
+        try:
+            return pickle.loads(payload)
+        except Exception as exc:
+            raise SerializationError(f"cannot unpickle value: {exc}") from exc
