@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import enum
+import math
 import time
 from datetime import timedelta
 from typing import Callable, Union
 
-__all__ = ["MISSING", "Clock", "Key", "Missing", "TTL", "monotonic"]
+from .errors import ConfigurationError
+
+__all__ = ["MISSING", "Clock", "Key", "Missing", "TTL", "monotonic", "seconds"]
 
 
 class Missing(enum.Enum):
@@ -20,6 +23,8 @@ class Missing(enum.Enum):
 
     def __repr__(self) -> str:
         return "tiercache.MISSING"
+
+    __str__ = __repr__
 
 
 MISSING = Missing.MISSING
@@ -35,3 +40,22 @@ Clock = Callable[[], float]
 """A source of monotonic seconds (``time.monotonic`` by default)."""
 
 monotonic: Clock = time.monotonic
+
+
+def seconds(ttl: TTL | None, what: str = "ttl") -> float | None:
+    """Normalise a TTL to seconds; ``None`` stays ``None``.
+
+    Raises:
+        ConfigurationError: the TTL is negative, zero, infinite, NaN or not a number.
+    """
+    if ttl is None:
+        return None
+    if isinstance(ttl, timedelta):
+        value = ttl.total_seconds()
+    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+        value = float(ttl)
+    else:
+        raise ConfigurationError(f"{what} must be seconds or a timedelta, not {ttl!r}")
+    if not 0 < value < math.inf:  # NaN fails too
+        raise ConfigurationError(f"{what} must be a positive, finite time, got {ttl!r}")
+    return value

@@ -82,12 +82,14 @@ def _element(item: Any) -> str:
     return f"{tag}{len(payload)}:{payload}"
 
 
-def hash_long_key(full_key: str, keep: int) -> str:
-    """Shorten ``full_key`` past its first ``keep`` characters with SHA-256.
+def hash_long_key(full_key: str) -> str:
+    """Shorten a ``prefix:namespace:canonical`` key by hashing its canonical part.
 
     The result keeps the readable ``prefix:namespace:`` head and replaces the
     canonical key with ``h:<sha256>``; the ``h`` tag is used by no other form,
-    so a hashed key never equals an unhashed one.
+    so a hashed key never equals an unhashed one. Prefix and namespace names
+    cannot hold ``:`` (see :func:`check_name`), so the head ends at the second.
     """
+    keep = full_key.index(":", full_key.index(":") + 1) + 1
     digest = hashlib.sha256(full_key[keep:].encode("utf-8", "surrogatepass")).hexdigest()
     return full_key[:keep] + "h:" + digest

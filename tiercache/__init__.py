@@ -1,0 +1,59 @@
+"""tiercache: an in-process LRU, Redis and your database behind one interface."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._types import MISSING, Key
+from .cache import Cache
+from .errors import (
+    ConfigurationError,
+    InvalidKeyError,
+    SerializationError,
+    StoreError,
+    TiercacheError,
+    TierError,
+    TierUnavailable,
+    ValueTooLargeError,
+)
+from .invalidation import TTL, Invalidation, Purge
+from .namespace import Namespace
+from .policies import WritePolicy, WriteThrough
+from .serialization import JSONSerializer, MsgpackSerializer, PickleSerializer, Serializer
+from .stores import FunctionStore, MappingStore, SQLiteStore, SQLStore, Store
+from .tiers import MemoryTier, RedisTier, Tier
+
+try:
+    __version__ = version("tiercache")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "MISSING",
+    "TTL",
+    "Cache",
+    "ConfigurationError",
+    "FunctionStore",
+    "Invalidation",
+    "InvalidKeyError",
+    "JSONSerializer",
+    "Key",
+    "MappingStore",
+    "MemoryTier",
+    "MsgpackSerializer",
+    "Namespace",
+    "PickleSerializer",
+    "Purge",
+    "RedisTier",
+    "SQLStore",
+    "SQLiteStore",
+    "SerializationError",
+    "Serializer",
+    "Store",
+    "StoreError",
+    "Tier",
+    "TierError",
+    "TierUnavailable",
+    "TiercacheError",
+    "ValueTooLargeError",
+    "WritePolicy",
+    "WriteThrough",
+]

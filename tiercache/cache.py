@@ -1,0 +1,202 @@
+"""Cache: wiring of tiers, store and namespaces, and their lifecycle."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from ._types import Clock, monotonic
+from .errors import ConfigurationError
+from .invalidation import Invalidation
+from .keys import check_name
+from .namespace import Namespace, NamespaceConfig
+from .policies import WritePolicy
+from .serialization import Serializer
+from .stores.base import Store
+from .tiers.base import Tier
+
+__all__ = ["DEFAULT_PREFIX", "Cache"]
+
+DEFAULT_PREFIX = "tiercache"
+"""Key prefix in shared tiers when ``Cache(prefix=...)`` is not given."""
+
+
+class Cache:
+    """A chain of tiers in front of a store, divided into namespaces.
+
+    Args:
+        tiers: the cache layers, fastest first: typically
+            ``[MemoryTier(...), RedisTier(...)]``. Empty means no caching.
+        store: the default system of record of every namespace (each
+            namespace may name its own). ``None``: namespaces are pure caches.
+        prefix: first part of every key in shared tiers, so applications that
+            share one Redis never see each other's keys.
+        clock: monotonic seconds; tests pass a ``FakeClock``.
+
+    Raises:
+        ConfigurationError: a tier or store is not one, or the prefix is malformed.
+    """
+
+    def __init__(
+        self,
+        *,
+        tiers: Sequence[Tier] = (),
+        store: Store | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        clock: Clock = monotonic,
+    ) -> None:
+        tiers = list(tiers)
+        for tier in tiers:
+            if not isinstance(tier, Tier):
+                raise ConfigurationError(f"not a tier: {tier!r}")
+        if len({id(t) for t in tiers}) != len(tiers):
+            raise ConfigurationError("the same tier object is listed twice")
+        if store is not None and not isinstance(store, Store):
+            raise ConfigurationError(f"not a store: {store!r}")
+        self.prefix = check_name("prefix", prefix)
+        self.tiers = tiers
+        self.store = store
+        self.clock = clock
+        self._namespaces: dict[str, Namespace] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Cache(prefix={self.prefix!r}, tiers={self.tiers!r}, store={self.store!r})"
+
+    def namespace(
+        self,
+        name: str,
+        *,
+        write: WritePolicy | None = None,
+        invalidation: Invalidation | None = None,
+        ttl: float | timedelta | None = None,
+        negative_ttl: float | timedelta | None = None,
+        max_value_bytes: int | None = None,
+        store: Store | None = None,
+        serializer: Serializer | None = None,
+        copy: bool = False,
+    ) -> Namespace:
+        """Return the namespace ``name``, creating it with these options on first use.
+
+        Asking again for an existing namespace with no options returns it;
+        asking with options different from its own is an error (use
+        ``Namespace.configure`` to change policies at run time).
+
+        Args:
+            write: ``WriteThrough()`` (default), later ``WriteBack()``/``WriteAround()``.
+            invalidation: ``Purge()`` (default) or ``TTL(seconds)``.
+            ttl: ceiling on every cached copy's time to live, in every tier.
+            negative_ttl: cache "the store has no such key" for this long.
+            max_value_bytes: refuse values larger than this once serialized.
+            store: this namespace's store, instead of the cache's.
+            serializer: msgpack by default.
+            copy: return a deep copy on every read, so callers may mutate it.
+
+        Raises:
+            ConfigurationError: malformed name or options, or a conflicting redefinition.
+        """
+        check_name("namespace", name)
+        if store is not None and not isinstance(store, Store):
+            raise ConfigurationError(f"not a store: {store!r}")
+        config = NamespaceConfig.build(
+            write=write,
+            invalidation=invalidation,
+            ttl=ttl,
+            negative_ttl=negative_ttl,
+            max_value_bytes=max_value_bytes,
+            serializer=serializer,
+            copy=copy,
+        )
+        given = any(
+            option is not None
+            for option in (write, invalidation, ttl, negative_ttl, max_value_bytes, store, serializer)
+        ) or copy
+        with self._lock:
+            if self._closed:
+                raise ConfigurationError("this cache is closed")
+            existing = self._namespaces.get(name)
+            if existing is not None:
+                if given and (existing.config != config or (store is not None and store is not existing.store)):
+                    raise ConfigurationError(
+                        f"namespace {name!r} exists with other options; use configure()"
+                    )
+                return existing
+            if store is None and self.store is not None:
+                store = self.store.bind(name)
+            ns = Namespace(
+                name,
+                prefix=self.prefix,
+                tiers=self.tiers,
+                store=store,
+                config=config,
+                clock=self.clock,
+            )
+            self._namespaces[name] = ns
+            return ns
+
+    @property
+    def namespaces(self) -> dict[str, Namespace]:
+        """The namespaces created so far, by name."""
+        return dict(self._namespaces)
+
+    def flush(self) -> None:
+        """Drain every namespace's write-back buffer."""
+        for ns in list(self._namespaces.values()):
+            ns.flush()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters per namespace and layer, and each tier's own size and evictions."""
+        tiers: dict[str, Any] = {}
+        for t, tier in enumerate(self.tiers):
+            info: dict[str, Any] = {"kind": type(tier).__name__}
+            for attr in ("evictions", "currbytes"):
+                if hasattr(tier, attr):
+                    info[attr] = getattr(tier, attr)
+            if hasattr(tier, "__len__"):
+                info["entries"] = len(tier)  # type: ignore[arg-type]
+            tiers[f"L{t + 1}:{tier.name}"] = info
+        return {
+            "namespaces": {name: ns.stats() for name, ns in self._namespaces.items()},
+            "tiers": tiers,
+        }
+
+    def close(self) -> None:
+        """Flush, stop background work and close every tier and store; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        errors: list[BaseException] = []
+        stores: list[Any] = [self.store]
+        for ns in self._namespaces.values():
+            try:
+                ns.close()
+            except Exception as exc:  # close the rest, then report the first failure
+                errors.append(exc)
+            stores.append(ns.store)
+        closed: set[int] = set()
+        for closable in [*self.tiers, *stores]:
+            if closable is None or id(closable) in closed:
+                continue
+            closed.add(id(closable))
+            try:
+                closable.close()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,7 @@
+"""Invalidation strategies: how a change reaches the cached copies."""
+
+from .base import Invalidation
+from .purge import Purge
+from .ttl import TTL
+
+__all__ = ["TTL", "Invalidation", "Purge"]

@@ -1,0 +1,21 @@
+"""Purge: deletes and invalidations remove the key from every tier, everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Purge"]
+
+
+@dataclass(frozen=True)
+class Purge:
+    """Correct on write: ``delete`` and ``invalidate`` remove the key from every tier.
+
+    Every write, delete and invalidate is announced so that other processes
+    drop their L1 copies (the cross-process bus is a later addition: until it
+    lands, other processes' L1 copies live until their own TTL). The writer's
+    own copies follow the write policy.
+    """
+
+    ttl: float | None = None
+    broadcast: bool = True

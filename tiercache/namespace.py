@@ -1,0 +1,514 @@
+"""One namespace's read path and write path, over its tiers and store."""
+
+from __future__ import annotations
+
+import copy as copy_module
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+from ._plan import Plan, run
+from ._types import MISSING, Clock, Key, seconds
+from .errors import ConfigurationError, SerializationError, TierError, ValueTooLargeError
+from .invalidation import Invalidation, Purge
+from .keys import encode_key
+from .policies import WriteBatch, WritePolicy, WriteThrough
+from .serialization import MsgpackSerializer, Serializer
+from .stats import LayerStats, RateLimitedLog
+from .stores.base import Store
+from .tiers.base import UNDECODABLE, Tier, TierEntry
+
+__all__ = ["Namespace", "NamespaceConfig"]
+
+log = logging.getLogger("tiercache")
+
+_perf = time.perf_counter
+_NEGATIVE = b""  # a cached "the store has no such key": no serializer writes empty bytes
+
+
+@dataclass(frozen=True)
+class NamespaceConfig:
+    """How one namespace behaves; see :meth:`tiercache.Cache.namespace`."""
+
+    write: WritePolicy = field(default_factory=WriteThrough)
+    invalidation: Invalidation = field(default_factory=Purge)
+    ttl: float | None = None
+    negative_ttl: float | None = None
+    max_value_bytes: int | None = None
+    serializer: Serializer = field(default_factory=MsgpackSerializer)
+    copy: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        write: WritePolicy | None = None,
+        invalidation: Invalidation | None = None,
+        ttl: float | timedelta | None = None,
+        negative_ttl: float | timedelta | None = None,
+        max_value_bytes: int | None = None,
+        serializer: Serializer | None = None,
+        copy: bool = False,
+    ) -> NamespaceConfig:
+        """Validate user options into a config.
+
+        Raises:
+            ConfigurationError: an option has the wrong type or an impossible value.
+        """
+        if write is not None and not isinstance(write, WritePolicy):
+            raise ConfigurationError(f"write= must be a write policy, got {write!r}")
+        if invalidation is not None and not isinstance(invalidation, Invalidation):
+            raise ConfigurationError(f"invalidation= must be a strategy, got {invalidation!r}")
+        if serializer is not None and not isinstance(serializer, Serializer):
+            raise ConfigurationError(f"serializer= must be a Serializer, got {serializer!r}")
+        if max_value_bytes is not None and (
+            not isinstance(max_value_bytes, int)
+            or isinstance(max_value_bytes, bool)
+            or max_value_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"max_value_bytes must be a positive int, got {max_value_bytes!r}"
+            )
+        return cls(
+            write=write if write is not None else WriteThrough(),
+            invalidation=invalidation if invalidation is not None else Purge(),
+            ttl=seconds(ttl),
+            negative_ttl=seconds(negative_ttl, "negative_ttl"),
+            max_value_bytes=max_value_bytes,
+            serializer=serializer if serializer is not None else MsgpackSerializer(),
+            copy=bool(copy),
+        )
+
+
+def _min_ttl(*ttls: float | None) -> float | None:
+    present = [t for t in ttls if t is not None]
+    return min(present) if present else None
+
+
+class _LoaderStore:
+    """A ``get_many(loader=)`` callable in the shape of a store's ``load_many``."""
+
+    def __init__(self, loader: Callable[[list[Key]], Mapping[Key, Any]]) -> None:
+        self._loader = loader
+
+    def load_many(self, keys: list[Key]) -> Mapping[Key, Any]:
+        return self._loader(keys)
+
+
+class Namespace:
+    """The read and write paths of one namespace. Get one from ``Cache.namespace()``.
+
+    Reads go L1, L2, ..., then the store, and backfill the layers above the
+    one that answered, never with a longer TTL than that layer had left.
+    Writes follow the namespace's write policy. Every method validates its
+    input before touching any tier or store.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        prefix: str,
+        tiers: Sequence[Tier],
+        store: Store | None,
+        config: NamespaceConfig,
+        clock: Clock,
+        log_interval: float = 10.0,
+    ) -> None:
+        self.name = name
+        self._tiers = list(tiers)
+        self.store = store
+        self._clock = clock
+        self._key_prefix = f"{prefix}:{name}:"
+        self._str_prefix = self._key_prefix + "s:"
+        self.tier_stats = [LayerStats() for _ in self._tiers]
+        self.store_stats = LayerStats()
+        self._quiet = RateLimitedLog(log_interval)
+        self.has_store = store is not None
+        l1 = self._tiers[0] if self._tiers and not self._tiers[0].serialized else None
+        self._l1_lookup = getattr(l1, "lookup", None)
+        self._l1_stats = self.tier_stats[0] if self._l1_lookup is not None else None
+        self._apply(config)
+
+    def _apply(self, config: NamespaceConfig) -> None:
+        self.config = config
+        self._serializer = config.serializer
+        strategy_ttl = config.invalidation.ttl
+        self._tier_ttls = [_min_ttl(t.ttl, config.ttl, strategy_ttl) for t in self._tiers]
+        # A copying namespace answers every read with a fresh object; the
+        # plain hot path stays free of the check.
+        if config.copy:
+            self.get = self._get_copy  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("get", None)
+
+    def __repr__(self) -> str:
+        return f"Namespace({self.name!r}, tiers={len(self._tiers)}, store={self.store!r})"
+
+    # -- keys ---------------------------------------------------------------
+
+    def tier_key(self, key: Key) -> str:
+        """The full key of ``key`` in every tier (``prefix:namespace:canonical``).
+
+        Raises:
+            InvalidKeyError: ``key`` is not a supported key type.
+        """
+        if type(key) is str:
+            return self._str_prefix + key
+        return self._key_prefix + encode_key(key)
+
+    # -- reads --------------------------------------------------------------
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        """Return the value of ``key`` from the first layer that has it.
+
+        On a miss in every tier the store is asked (when there is one) and
+        the tiers are filled. Returns ``default`` (``None`` unless given; pass
+        ``tiercache.MISSING`` to tell absence from a cached ``None``) when no
+        layer has the key. Tier failures are counted and read around.
+
+        Raises:
+            InvalidKeyError: ``key`` is not a supported key type.
+            StoreError: the store failed to load.
+        """
+        lookup = self._l1_lookup
+        if lookup is not None and type(key) is str:
+            try:
+                value, expires_at, _ = lookup(self._str_prefix + key)
+            except KeyError:
+                pass
+            else:
+                if expires_at > self._clock():
+                    self._l1_stats.hits += 1  # type: ignore[union-attr]
+                    return default if value is MISSING else value
+        return self._get_slow(key, default)
+
+    def _get_copy(self, key: Key, default: Any = None) -> Any:
+        value = Namespace.get(self, key, MISSING)
+        return default if value is MISSING else copy_module.deepcopy(value)
+
+    def _get_slow(self, key: Key, default: Any) -> Any:
+        tier_key = self.tier_key(key)
+        found = run(self._read([key], [tier_key], self._clock(), None))
+        value = found.get(0, MISSING)
+        return default if value is MISSING else value
+
+    def get_many(
+        self,
+        keys: Iterable[Key],
+        *,
+        loader: Callable[[list[Key]], Mapping[Key, Any]] | None = None,
+    ) -> dict[Key, Any]:
+        """Return ``{key: value}`` for the keys found (a cached ``None`` included).
+
+        One round trip per tier for the whole batch; the keys no tier has are
+        asked of ``loader`` (called once with just those keys, and its answer
+        cached) or else of the store, in one ``load_many``.
+
+        Raises:
+            InvalidKeyError: a key is not a supported key type (nothing is read).
+            StoreError: the store (or ``loader``) failed.
+        """
+        keys = list(dict.fromkeys(keys))
+        tier_keys = [self.tier_key(k) for k in keys]
+        found = run(self._read(keys, tier_keys, self._clock(), loader))
+        copying = self.config.copy
+        return {
+            keys[i]: copy_module.deepcopy(v) if copying else v
+            for i, v in sorted(found.items())
+            if v is not MISSING
+        }
+
+    def _read(
+        self,
+        keys: Sequence[Key],
+        tier_keys: Sequence[str],
+        now: float,
+        loader: Callable[[list[Key]], Mapping[Key, Any]] | None,
+    ) -> Plan[dict[int, Any]]:
+        """The read path for a batch: ``{index: value}``, MISSING for a cached absence."""
+        found: dict[int, Any] = {}
+        pending = list(range(len(keys)))
+        # fills[t]: (index, value, serialized bytes or None, ttl) to write into tier t
+        fills: list[list[tuple[int, Any, bytes | None, float | None]]] = [[] for _ in self._tiers]
+        serializer = self._serializer
+        for t, tier in enumerate(self._tiers):
+            if not pending:
+                break
+            stats = self.tier_stats[t]
+            started = _perf()
+            try:
+                answers = yield (tier, "get_many", ([tier_keys[i] for i in pending], now))
+            except TierError as exc:
+                self._tier_failed(t, "read", exc)
+                continue
+            stats.latency.add(_perf() - started)
+            missed = []
+            for i, answer in zip(pending, answers):
+                if answer is None or answer is UNDECODABLE:
+                    if answer is UNDECODABLE:
+                        self._undecodable(t, tier_keys[i], "unknown envelope")
+                    stats.misses += 1
+                    missed.append(i)
+                    continue
+                raw, remaining = answer
+                data: bytes | None = None
+                if tier.serialized:
+                    data = raw
+                    if raw == _NEGATIVE:
+                        value = MISSING
+                    else:
+                        try:
+                            value = serializer.loads(raw)
+                        except SerializationError as exc:
+                            self._undecodable(t, tier_keys[i], str(exc))
+                            stats.misses += 1
+                            missed.append(i)
+                            continue
+                else:
+                    value = raw
+                stats.hits += 1
+                found[i] = value
+                for upper in range(t):
+                    ttl = _min_ttl(self._tier_ttls[upper], remaining)
+                    fills[upper].append((i, value, data, ttl))
+            pending = missed
+
+        if pending and (loader is not None or self.store is not None):
+            source: Any = _LoaderStore(loader) if loader is not None else self.store
+            wanted = [keys[i] for i in pending]
+            started = _perf()
+            loaded = yield (source, "load_many", (wanted,))
+            self.store_stats.latency.add(_perf() - started)
+            negative_ttl = self.config.negative_ttl
+            for i in pending:
+                value = loaded.get(keys[i], MISSING)
+                if value is MISSING:
+                    self.store_stats.misses += 1
+                    if negative_ttl is not None:
+                        found[i] = MISSING
+                        for t in range(len(self._tiers)):
+                            ttl = _min_ttl(self._tier_ttls[t], negative_ttl)
+                            fills[t].append((i, MISSING, _NEGATIVE, ttl))
+                    continue
+                self.store_stats.hits += 1
+                found[i] = value
+                for t in range(len(self._tiers)):
+                    fills[t].append((i, value, None, self._tier_ttls[t]))
+
+        for t, tier in enumerate(self._tiers):
+            if fills[t]:
+                entries = self._entries(tier, tier_keys, fills[t])
+                if entries:
+                    yield from self._tier_call(t, "set_many", (entries, now))
+        return found
+
+    def _entries(
+        self,
+        tier: Tier,
+        tier_keys: Sequence[str],
+        fills: list[tuple[int, Any, bytes | None, float | None]],
+    ) -> list[TierEntry]:
+        """Tier entries for backfill; a value that cannot be cached is left out, logged."""
+        entries: list[TierEntry] = []
+        limit = self.config.max_value_bytes
+        for i, value, data, ttl in fills:
+            if data is None:
+                try:
+                    data = self._serializer.dumps(value)
+                except SerializationError as exc:
+                    self._warn("uncacheable", f"{self.name}: not caching {tier_keys[i]!r}: {exc}")
+                    continue
+            if limit is not None and len(data) > limit:
+                self._warn("uncacheable", f"{self.name}: not caching {tier_keys[i]!r}: too large")
+                continue
+            entries.append((tier_keys[i], data if tier.serialized else value, ttl, len(data)))
+        return entries
+
+    # -- writes -------------------------------------------------------------
+
+    def set(self, key: Key, value: Any) -> None:
+        """Write one value, following the namespace's write policy.
+
+        Raises:
+            InvalidKeyError: ``key`` is not a supported key type.
+            SerializationError: the value cannot be serialized (nothing is written).
+            ValueTooLargeError: the value is over ``max_value_bytes`` (nothing is written).
+            StoreError: the store refused the write.
+        """
+        self.set_many({key: value})
+
+    def set_many(self, items: Mapping[Key, Any]) -> None:
+        """Write several values: one store batch and one round trip per tier.
+
+        Every key and value is validated and serialized first, so a bad one
+        leaves every tier and the store untouched.
+
+        Raises:
+            InvalidKeyError, SerializationError, ValueTooLargeError, StoreError: as :meth:`set`.
+        """
+        batch = self._prepare(items)
+        if batch.keys:
+            run(self.config.write.write(batch, self))
+
+    def _prepare(self, items: Mapping[Key, Any]) -> WriteBatch:
+        if not isinstance(items, Mapping):
+            raise ConfigurationError(f"set_many takes a mapping, not {type(items).__name__}")
+        keys = list(items)
+        tier_keys = [self.tier_key(k) for k in keys]
+        values = [items[k] for k in keys]
+        dumps = self._serializer.dumps
+        data = [dumps(v) for v in values]
+        limit = self.config.max_value_bytes
+        if limit is not None:
+            for key, blob in zip(keys, data):
+                if len(blob) > limit:
+                    raise ValueTooLargeError(
+                        f"{self.name}: value of {key!r} is {len(blob)} bytes serialized, "
+                        f"over max_value_bytes={limit}"
+                    )
+        return WriteBatch(keys, tier_keys, values, data, self._clock())
+
+    def delete(self, key: Key) -> None:
+        """Delete ``key`` from the store and from every tier.
+
+        Raises:
+            InvalidKeyError: ``key`` is not a supported key type.
+            StoreError: the store refused the delete (the tiers are untouched).
+        """
+        self.delete_many([key])
+
+    def delete_many(self, keys: Iterable[Key]) -> None:
+        """Delete several keys from the store and from every tier."""
+        keys = list(dict.fromkeys(keys))
+        tier_keys = [self.tier_key(k) for k in keys]
+        if keys:
+            run(self.config.write.delete(keys, tier_keys, self))
+
+    def invalidate(self, key: Key) -> None:
+        """Drop the cached copies of ``key`` in every tier; the store is untouched.
+
+        Raises:
+            InvalidKeyError: ``key`` is not a supported key type.
+        """
+        self.invalidate_many([key])
+
+    def invalidate_many(self, keys: Iterable[Key]) -> None:
+        """Drop the cached copies of several keys in every tier."""
+        keys = list(dict.fromkeys(keys))
+        tier_keys = [self.tier_key(k) for k in keys]
+        if keys:
+            run(self.drop(keys, tier_keys))
+
+    def invalidate_all(self) -> None:
+        """Drop every cached copy in this namespace, in every tier (SCAN, never KEYS)."""
+        run(self._drop_all())
+
+    def _drop_all(self) -> Plan[None]:
+        for t in range(len(self._tiers)):
+            yield from self._tier_call(t, "delete_prefix", (self._key_prefix,))
+
+    def flush(self) -> None:
+        """Write what the write policy holds back (nothing under WriteThrough)."""
+        run(self.config.write.flush(self))
+
+    def configure(
+        self,
+        *,
+        write: WritePolicy | None = None,
+        invalidation: Invalidation | None = None,
+    ) -> None:
+        """Swap the write policy or invalidation strategy at run time.
+
+        Pending writes of the old policy are flushed first. Changing the
+        strategy can change the TTL ceiling; copies already cached keep theirs.
+
+        Raises:
+            ConfigurationError: an argument is not a policy or strategy.
+        """
+        checked = NamespaceConfig.build(write=write, invalidation=invalidation)
+        changes: dict[str, Any] = {}
+        if write is not None:
+            changes["write"] = checked.write
+        if invalidation is not None:
+            changes["invalidation"] = checked.invalidation
+        if not changes:
+            return
+        old = self.config.write
+        run(old.flush(self))
+        self._apply(replace(self.config, **changes))
+        if "write" in changes and old is not checked.write:
+            old.close()
+
+    def close(self) -> None:
+        """Flush and stop the write policy's background work."""
+        try:
+            self.flush()
+        finally:
+            self.config.write.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Per-layer counters and latency of this namespace."""
+        return {
+            "tiers": {
+                f"L{t + 1}:{tier.name}": self.tier_stats[t].snapshot()
+                for t, tier in enumerate(self._tiers)
+            },
+            "store": self.store_stats.snapshot() if self.store is not None else None,
+        }
+
+    # -- the Target protocol: sub-plans the write policies compose ----------
+
+    def save(self, batch: WriteBatch) -> Plan[None]:
+        started = _perf()
+        yield (self.store, "save_many", (batch.items(),))
+        self.store_stats.latency.add(_perf() - started)
+        self.store_stats.sets += len(batch.keys)
+
+    def erase(self, keys: Sequence[Key]) -> Plan[None]:
+        yield (self.store, "delete_many", (list(keys),))
+        self.store_stats.deletes += len(keys)
+
+    def fill(self, batch: WriteBatch) -> Plan[None]:
+        for t, tier in enumerate(self._tiers):
+            ttl = self._tier_ttls[t]
+            entries = [
+                (k, blob if tier.serialized else value, ttl, len(blob))
+                for k, value, blob in zip(batch.tier_keys, batch.values, batch.data)
+            ]
+            if (yield from self._tier_call(t, "set_many", (entries, batch.now))):
+                self.tier_stats[t].sets += len(entries)
+
+    def drop(self, keys: Sequence[Key], tier_keys: Sequence[str]) -> Plan[None]:
+        for t in range(len(self._tiers)):
+            if (yield from self._tier_call(t, "delete_many", (list(tier_keys),))):
+                self.tier_stats[t].deletes += len(tier_keys)
+
+    # -- failure handling ---------------------------------------------------
+
+    def _tier_call(self, t: int, method: str, args: tuple[Any, ...]) -> Plan[bool]:
+        """One tier operation; a tier failure is counted, logged and read around."""
+        try:
+            yield (self._tiers[t], method, args)
+        except TierError as exc:
+            self._tier_failed(t, method, exc)
+            return False
+        return True
+
+    def _tier_failed(self, t: int, what: str, exc: TierError) -> None:
+        self.tier_stats[t].errors += 1
+        self._warn(f"tier{t}", f"{self.name}: tier L{t + 1} {what} failed, degrading: {exc}")
+
+    def _undecodable(self, t: int, tier_key: str, why: str) -> None:
+        self.tier_stats[t].undecodable += 1
+        self._warn(f"undecodable{t}", f"{self.name}: undecodable bytes at {tier_key!r} "
+                   f"in L{t + 1} treated as a miss: {why}")
+
+    def _warn(self, topic: str, message: str) -> None:
+        suppressed = self._quiet.should_log(topic, time.monotonic())
+        if suppressed is not None:
+            extra = f" ({suppressed} similar suppressed)" if suppressed else ""
+            log.warning("%s%s", message, extra)
