@@ -14,9 +14,10 @@ from .errors import (
     TierUnavailable,
     ValueTooLargeError,
 )
-from .invalidation import TTL, Invalidation, Purge
+from .invalidation import TTL, Invalidation, Purge, Versioned
 from .namespace import Namespace
-from .policies import WritePolicy, WriteThrough
+from .policies import WriteAround, WriteBack, WritePolicy, WriteThrough
+from .scheduler import Scheduler, ThreadScheduler
 from .serialization import JSONSerializer, MsgpackSerializer, PickleSerializer, Serializer
 from .stores import FunctionStore, MappingStore, SQLiteStore, SQLStore, Store
 from .tiers import MemoryTier, RedisTier, Tier
@@ -32,8 +33,8 @@ __all__ = [
     "Cache",
     "ConfigurationError",
     "FunctionStore",
-    "Invalidation",
     "InvalidKeyError",
+    "Invalidation",
     "JSONSerializer",
     "Key",
     "MappingStore",
@@ -45,15 +46,20 @@ __all__ = [
     "RedisTier",
     "SQLStore",
     "SQLiteStore",
+    "Scheduler",
     "SerializationError",
     "Serializer",
     "Store",
     "StoreError",
+    "ThreadScheduler",
     "Tier",
     "TierError",
     "TierUnavailable",
     "TiercacheError",
     "ValueTooLargeError",
+    "Versioned",
+    "WriteAround",
+    "WriteBack",
     "WritePolicy",
     "WriteThrough",
 ]

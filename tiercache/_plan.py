@@ -10,13 +10,13 @@ for ``AsyncCache``, both over the same generators.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any, Tuple, TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["Op", "Plan", "run"]
 
 T = TypeVar("T")
 
-Op = Tuple[Any, str, Tuple[Any, ...]]
+Op = tuple[Any, str, tuple[Any, ...]]
 """One I/O step: call ``getattr(target, method)(*args)``."""
 
 Plan = Generator[Op, Any, T]

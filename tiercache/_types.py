@@ -5,12 +5,13 @@ from __future__ import annotations
 import enum
 import math
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Callable, Union
+from typing import Union
 
 from .errors import ConfigurationError
 
-__all__ = ["MISSING", "Clock", "Key", "Missing", "TTL", "monotonic", "seconds"]
+__all__ = ["MISSING", "TTL", "Clock", "Key", "Missing", "monotonic", "seconds"]
 
 
 class Missing(enum.Enum):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
 import threading
+import weakref
 from collections.abc import Sequence
 from datetime import timedelta
 from types import TracebackType
@@ -14,9 +17,12 @@ from .invalidation import Invalidation
 from .keys import check_name
 from .namespace import Namespace, NamespaceConfig
 from .policies import WritePolicy
+from .scheduler import Scheduler, ThreadScheduler
 from .serialization import Serializer
 from .stores.base import Store
 from .tiers.base import Tier
+
+log = logging.getLogger("tiercache")
 
 __all__ = ["DEFAULT_PREFIX", "Cache"]
 
@@ -35,6 +41,12 @@ class Cache:
         prefix: first part of every key in shared tiers, so applications that
             share one Redis never see each other's keys.
         clock: monotonic seconds; tests pass a ``FakeClock``.
+        scheduler: where background work (write-back flushing) runs; a
+            thread per job by default, ``ManualScheduler`` in tests.
+        max_staleness: seconds an L1 copy may be trusted while the
+            invalidation bus cannot prove delivery (Purge and Versioned).
+        bus: announce Purge and Versioned changes to other processes over the
+            first Redis tier (default), or not (``False``: one process only).
 
     Raises:
         ConfigurationError: a tier or store is not one, or the prefix is malformed.
@@ -47,6 +59,9 @@ class Cache:
         store: Store | None = None,
         prefix: str = DEFAULT_PREFIX,
         clock: Clock = monotonic,
+        scheduler: Scheduler | None = None,
+        max_staleness: float = 1.0,
+        bus: bool = True,
     ) -> None:
         tiers = list(tiers)
         for tier in tiers:
@@ -60,9 +75,52 @@ class Cache:
         self.tiers = tiers
         self.store = store
         self.clock = clock
+        self.scheduler = scheduler if scheduler is not None else ThreadScheduler()
+        self.max_staleness = max_staleness
+        self._use_bus = bus
+        self._bus: Any = None
         self._namespaces: dict[str, Namespace] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._closed = False
+        # Interpreter exit drains write-back buffers; a weak reference, so
+        # registering never keeps a cache alive.
+        ref = weakref.ref(self)
+        self._atexit = lambda: _close_at_exit(ref)
+        atexit.register(self._atexit)
+
+    def _bus_for(self, config: NamespaceConfig) -> Any:
+        """The invalidation bus, started on first need: Purge/Versioned, an L1, a Redis tier."""
+        if not (self._use_bus and config.invalidation.broadcast):
+            return None
+        if self._bus is not None:
+            return self._bus
+        l1 = bool(self.tiers) and not self.tiers[0].serialized
+        redis_tier: Any = next((t for t in self.tiers if hasattr(t, "listener")), None)
+        if not l1 or redis_tier is None:
+            return None  # nobody else's L1 to reach, or no channel to reach it
+        from .bus import Bus
+
+        block = 0.5
+        self._bus = Bus(
+            redis_tier.client,
+            redis_tier.listener(block + 1.0, f"tiercache-bus:{self.prefix}"),
+            f"{self.prefix}:#bus",
+            on_message=self._on_bus_message,
+            on_gap=self._on_bus_gap,
+            max_silence=self.max_staleness,
+            block=block,
+        )
+        self._bus.start()
+        return self._bus
+
+    def _on_bus_message(self, namespace: str, kind: str, keys: list[str]) -> None:
+        ns = self._namespaces.get(namespace)
+        if ns is not None:
+            ns.on_invalidation(kind, keys)
+
+    def _on_bus_gap(self, why: str) -> None:
+        for ns in list(self._namespaces.values()):
+            ns.on_gap()
 
     def __repr__(self) -> str:
         return f"Cache(prefix={self.prefix!r}, tiers={self.tiers!r}, store={self.store!r})"
@@ -134,6 +192,9 @@ class Cache:
                 store=store,
                 config=config,
                 clock=self.clock,
+                scheduler=self.scheduler,
+                bus=self._bus_for(config),
+                max_staleness=self.max_staleness,
             )
             self._namespaces[name] = ns
             return ns
@@ -170,6 +231,7 @@ class Cache:
             if self._closed:
                 return
             self._closed = True
+        atexit.unregister(self._atexit)
         errors: list[BaseException] = []
         stores: list[Any] = [self.store]
         for ns in self._namespaces.values():
@@ -178,6 +240,8 @@ class Cache:
             except Exception as exc:  # close the rest, then report the first failure
                 errors.append(exc)
             stores.append(ns.store)
+        if self._bus is not None:
+            self._bus.stop()
         closed: set[int] = set()
         for closable in [*self.tiers, *stores]:
             if closable is None or id(closable) in closed:
@@ -200,3 +264,12 @@ class Cache:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _close_at_exit(ref: weakref.ref[Cache]) -> None:
+    cache = ref()
+    if cache is not None:
+        try:
+            cache.close()
+        except Exception:  # at exit there is nobody left to raise to
+            log.exception("tiercache: closing a cache at interpreter exit failed")

@@ -18,6 +18,7 @@ from .errors import ConfigurationError, InvalidKeyError
 __all__ = [
     "MAX_KEY_LENGTH",
     "check_name",
+    "decode_key",
     "encode_key",
     "hash_long_key",
 ]
@@ -51,11 +52,11 @@ def encode_key(key: Any) -> str:
     """
     kind = type(key)
     if kind is str:
-        return "s:" + key
+        return "s:" + str(key)
     if kind is int:
         return "i:" + str(key)
     if kind is bytes:
-        return "b:" + key.hex()
+        return "b:" + bytes(key).hex()
     if kind is tuple:
         return "t:" + "".join(_element(item) for item in key)
     raise InvalidKeyError(
@@ -93,3 +94,50 @@ def hash_long_key(full_key: str) -> str:
     keep = full_key.index(":", full_key.index(":") + 1) + 1
     digest = hashlib.sha256(full_key[keep:].encode("utf-8", "surrogatepass")).hexdigest()
     return full_key[:keep] + "h:" + digest
+
+
+def decode_key(encoded: str) -> Any:
+    """Inverse of :func:`encode_key`: the key whose canonical form is ``encoded``.
+
+    Raises:
+        InvalidKeyError: ``encoded`` is not a canonical form (a hashed ``h:``
+            form cannot be decoded).
+    """
+    tag, sep, payload = encoded.partition(":")
+    if not sep:
+        raise InvalidKeyError(f"not a canonical key: {encoded!r}")
+    if tag == "t":
+        return _decode_elements(payload)
+    return _decode_scalar(tag, payload, encoded)
+
+
+def _decode_scalar(tag: str, payload: str, whole: str) -> Any:
+    try:
+        if tag == "s":
+            return payload
+        if tag == "i":
+            return int(payload)
+        if tag == "b":
+            return bytes.fromhex(payload)
+    except ValueError as exc:
+        raise InvalidKeyError(f"not a canonical key: {whole!r}") from exc
+    raise InvalidKeyError(f"not a canonical key: {whole!r}")
+
+
+def _decode_elements(text: str) -> tuple[Any, ...]:
+    items: list[Any] = []
+    pos = 0
+    while pos < len(text):
+        colon = text.find(":", pos)
+        if colon <= pos + 1:
+            raise InvalidKeyError(f"not a canonical tuple key: {text!r}")
+        tag, length = text[pos], text[pos + 1 : colon]
+        if not length.isdigit():
+            raise InvalidKeyError(f"not a canonical tuple key: {text!r}")
+        end = colon + 1 + int(length)
+        if end > len(text):
+            raise InvalidKeyError(f"not a canonical tuple key: {text!r}")
+        payload = text[colon + 1 : end]
+        items.append(_decode_elements(payload) if tag == "t" else _decode_scalar(tag, payload, text))
+        pos = end
+    return tuple(items)

@@ -12,10 +12,17 @@ from typing import Any
 
 from ._plan import Plan, run
 from ._types import MISSING, Clock, Key, seconds
-from .errors import ConfigurationError, SerializationError, TierError, ValueTooLargeError
+from .errors import (
+    ConfigurationError,
+    SerializationError,
+    StoreError,
+    TierError,
+    ValueTooLargeError,
+)
 from .invalidation import Invalidation, Purge
 from .keys import encode_key
 from .policies import WriteBatch, WritePolicy, WriteThrough
+from .scheduler import Scheduler, ThreadScheduler
 from .serialization import MsgpackSerializer, Serializer
 from .stats import LayerStats, RateLimitedLog
 from .stores.base import Store
@@ -116,26 +123,49 @@ class Namespace:
         store: Store | None,
         config: NamespaceConfig,
         clock: Clock,
+        scheduler: Scheduler | None = None,
+        bus: Any = None,
+        max_staleness: float = 1.0,
         log_interval: float = 10.0,
     ) -> None:
         self.name = name
-        self._tiers = list(tiers)
+        self.tiers = self._tiers = list(tiers)
         self.store = store
         self._clock = clock
-        self._key_prefix = f"{prefix}:{name}:"
-        self._str_prefix = self._key_prefix + "s:"
+        self._scheduler = scheduler if scheduler is not None else ThreadScheduler()
+        self._bus = bus
+        self._prefix = prefix
+        self._base_prefix = f"{prefix}:{name}:"
+        self.key_prefix = self._base_prefix
+        self._str_prefix = self.key_prefix + "s:"
+        # Bookkeeping keys live under "#", which no namespace name can hold,
+        # so invalidate_all's SCAN of "prefix:name:*" never touches them.
+        self.journal_key = f"{prefix}:#wb:{name}"
+        self._version_key = f"{prefix}:#ver:{name}"
+        self._version = 0
+        self._version_tier: Any = next((t for t in self._tiers if hasattr(t, "bump_version")), None)
         self.tier_stats = [LayerStats() for _ in self._tiers]
         self.store_stats = LayerStats()
         self._quiet = RateLimitedLog(log_interval)
+        self.bus_errors = 0
+        self.max_staleness = max_staleness
         self.has_store = store is not None
         l1 = self._tiers[0] if self._tiers and not self._tiers[0].serialized else None
         self._l1_lookup = getattr(l1, "lookup", None)
         self._l1_stats = self.tier_stats[0] if self._l1_lookup is not None else None
         self._apply(config)
+        self._policy.start(self, self._scheduler)
 
-    def _apply(self, config: NamespaceConfig) -> None:
+    def _apply(self, config: NamespaceConfig, new_policy: bool = True) -> None:
         self.config = config
-        self._serializer = config.serializer
+        if new_policy:
+            # Each namespace runs its own copy: a policy may keep per-namespace state.
+            self._policy: WritePolicy = copy_module.copy(config.write)
+        self.serializer = self._serializer = config.serializer
+        if config.invalidation.versioned:
+            self._set_version(self._read_version(), announce=False)
+        else:
+            self._set_prefix(self._base_prefix)
         strategy_ttl = config.invalidation.ttl
         self._tier_ttls = [_min_ttl(t.ttl, config.ttl, strategy_ttl) for t in self._tiers]
         # A copying namespace answers every read with a fresh object; the
@@ -148,6 +178,60 @@ class Namespace:
     def __repr__(self) -> str:
         return f"Namespace({self.name!r}, tiers={len(self._tiers)}, store={self.store!r})"
 
+    # -- keys and versions --------------------------------------------------
+
+    def _set_prefix(self, key_prefix: str) -> None:
+        # One assignment each: a concurrent reader sees the old or the new prefix.
+        self.key_prefix = key_prefix
+        self._str_prefix = key_prefix + "s:"
+
+    def _read_version(self) -> int:
+        tier = self._version_tier
+        if tier is None:
+            return self._version or 1
+        try:
+            return int(tier.read_version(self._version_key))
+        except TierError as exc:
+            self._warn("version", f"{self.name}: cannot read the namespace version: {exc}")
+            return self._version or 1
+
+    def _set_version(self, version: int, announce: bool) -> None:
+        """Move to ``version`` if it is newer; versions never go backwards."""
+        if version <= self._version:
+            return
+        self._version = version
+        self._set_prefix(f"{self._base_prefix}v{version}:")
+
+    def refresh_version(self) -> None:
+        """Re-read the namespace version (after a bus gap); only ever moves forward."""
+        if self.config.invalidation.versioned:
+            self._set_version(self._read_version(), announce=False)
+
+    def on_version(self, version: int) -> None:
+        """Another process bumped the namespace version."""
+        if self.config.invalidation.versioned:
+            self._set_version(version, announce=False)
+
+    # -- the bus: other processes' changes -----------------------------------
+
+    def on_invalidation(self, kind: str, keys: list[str]) -> None:
+        """Apply another process's change to our L1 (called by the bus listener)."""
+        if self._l1_lookup is None:
+            return
+        l1 = self._tiers[0]
+        if kind == "keys":
+            l1.delete_many(keys)
+        elif kind == "all":
+            l1.delete_prefix(self._base_prefix)
+        elif kind == "version" and keys:
+            self.on_version(int(keys[0]))
+
+    def on_gap(self) -> None:
+        """Invalidations may have been missed: drop our L1 copies, re-read the version."""
+        if self.config.invalidation.broadcast and self._l1_lookup is not None:
+            self._tiers[0].delete_prefix(self._base_prefix)
+        self.refresh_version()
+
     # -- keys ---------------------------------------------------------------
 
     def tier_key(self, key: Key) -> str:
@@ -158,7 +242,7 @@ class Namespace:
         """
         if type(key) is str:
             return self._str_prefix + key
-        return self._key_prefix + encode_key(key)
+        return self.key_prefix + encode_key(key)
 
     # -- reads --------------------------------------------------------------
 
@@ -273,9 +357,17 @@ class Namespace:
                 stats.hits += 1
                 found[i] = value
                 for upper in range(t):
-                    ttl = _min_ttl(self._tier_ttls[upper], remaining)
+                    ttl = self._fill_ttl(upper, remaining)
                     fills[upper].append((i, value, data, ttl))
             pending = missed
+
+        if pending and self.store is not None and loader is None:
+            fields = [encode_key(keys[i]) for i in pending]
+            held = yield from self._policy.pending(fields, self)
+            if held:
+                for n, value in held.items():
+                    found[pending[n]] = value  # MISSING: a delete not yet flushed
+                pending = [i for n, i in enumerate(pending) if n not in held]
 
         if pending and (loader is not None or self.store is not None):
             source: Any = _LoaderStore(loader) if loader is not None else self.store
@@ -291,13 +383,13 @@ class Namespace:
                     if negative_ttl is not None:
                         found[i] = MISSING
                         for t in range(len(self._tiers)):
-                            ttl = _min_ttl(self._tier_ttls[t], negative_ttl)
+                            ttl = self._fill_ttl(t, negative_ttl)
                             fills[t].append((i, MISSING, _NEGATIVE, ttl))
                     continue
                 self.store_stats.hits += 1
                 found[i] = value
                 for t in range(len(self._tiers)):
-                    fills[t].append((i, value, None, self._tier_ttls[t]))
+                    fills[t].append((i, value, None, self._fill_ttl(t)))
 
         for t, tier in enumerate(self._tiers):
             if fills[t]:
@@ -352,7 +444,7 @@ class Namespace:
         """
         batch = self._prepare(items)
         if batch.keys:
-            run(self.config.write.write(batch, self))
+            run(self._announced(self._policy.write(batch, self), "keys", batch.tier_keys))
 
     def _prepare(self, items: Mapping[Key, Any]) -> WriteBatch:
         if not isinstance(items, Mapping):
@@ -373,7 +465,7 @@ class Namespace:
         return WriteBatch(keys, tier_keys, values, data, self._clock())
 
     def delete(self, key: Key) -> None:
-        """Delete ``key`` from the store and from every tier.
+        """Delete ``key`` from the store and from every tier, in every process.
 
         Raises:
             InvalidKeyError: ``key`` is not a supported key type.
@@ -386,10 +478,10 @@ class Namespace:
         keys = list(dict.fromkeys(keys))
         tier_keys = [self.tier_key(k) for k in keys]
         if keys:
-            run(self.config.write.delete(keys, tier_keys, self))
+            run(self._announced(self._policy.delete(keys, tier_keys, self), "keys", tier_keys))
 
     def invalidate(self, key: Key) -> None:
-        """Drop the cached copies of ``key`` in every tier; the store is untouched.
+        """Drop the cached copies of ``key`` in every tier and process; the store is untouched.
 
         Raises:
             InvalidKeyError: ``key`` is not a supported key type.
@@ -397,23 +489,94 @@ class Namespace:
         self.invalidate_many([key])
 
     def invalidate_many(self, keys: Iterable[Key]) -> None:
-        """Drop the cached copies of several keys in every tier."""
+        """Drop the cached copies of several keys in every tier and process."""
         keys = list(dict.fromkeys(keys))
         tier_keys = [self.tier_key(k) for k in keys]
         if keys:
-            run(self.drop(keys, tier_keys))
+            run(self._announced(self.drop(tier_keys), "keys", tier_keys))
 
     def invalidate_all(self) -> None:
-        """Drop every cached copy in this namespace, in every tier (SCAN, never KEYS)."""
-        run(self._drop_all())
+        """Drop every cached copy in this namespace, in every tier and process.
+
+        Under Versioned this bumps the namespace version: O(1), whatever the
+        namespace's size. Otherwise each tier removes the namespace's keys
+        (Redis by SCAN and UNLINK in batches, never KEYS).
+        """
+        if self.config.invalidation.versioned:
+            run(self._bump_version())
+        else:
+            run(self._announced(self._drop_all(), "all", ()))
 
     def _drop_all(self) -> Plan[None]:
         for t in range(len(self._tiers)):
-            yield from self._tier_call(t, "delete_prefix", (self._key_prefix,))
+            yield from self._tier_call(t, "delete_prefix", (self._base_prefix,))
 
-    def flush(self) -> None:
-        """Write what the write policy holds back (nothing under WriteThrough)."""
-        run(self.config.write.flush(self))
+    def _bump_version(self) -> Plan[None]:
+        old_prefix = self.key_prefix
+        tier = self._version_tier
+        version = self._version + 1
+        if tier is not None:
+            try:
+                version = yield (tier, "bump_version", (self._version_key,))
+            except TierError as exc:
+                # Redis unreachable: drop what we can reach, as Purge would.
+                self._warn("version", f"{self.name}: version bump failed, purging: {exc}")
+                yield from self._drop_all()
+                return
+        self._set_version(int(version), announce=True)
+        if self._l1_lookup is not None:
+            # Old copies are unreachable already; free the memory they hold.
+            yield from self._tier_call(0, "delete_prefix", (old_prefix,))
+        yield from self._publish("version", [str(version)])
+
+    def _announced(self, plan: Plan[None], kind: str, tier_keys: Sequence[str]) -> Plan[None]:
+        """Run a change, then tell the other processes (Purge and Versioned)."""
+        yield from plan
+        yield from self._publish(kind, tier_keys)
+
+    def _publish(self, kind: str, tier_keys: Sequence[str]) -> Plan[None]:
+        if self._bus is None or not self.config.invalidation.broadcast:
+            return
+        try:
+            yield (self._bus, "publish", (self.name, kind, list(tier_keys)))
+        except TierError as exc:
+            self.bus_errors += 1
+            self._warn("bus", f"{self.name}: invalidation not announced: {exc}")
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Write what the write policy holds back (nothing under WriteThrough).
+
+        Waits up to ``timeout`` seconds while another process is flushing
+        this namespace's shared journal.
+
+        Raises:
+            StoreError: the store failed; the entries stay pending for a retry.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            busy, failed = run(self._policy.flush(self)) or (False, 0)
+            if failed:
+                raise StoreError(
+                    f"{self.name}: {failed} write-back entries could not be written "
+                    "to the store; they stay pending and are retried"
+                )
+            if not busy or time.monotonic() >= deadline:
+                return
+            time.sleep(0.02)
+
+    def dead_letters(self) -> dict[Key, Any]:
+        """Write-back entries given up on after repeated store failures.
+
+        ``{key: value}``, with ``MISSING`` for a delete; empty for policies
+        that never defer writes.
+        """
+        plan = getattr(self._policy, "dead_letters", None)
+        return {} if plan is None else dict(run(plan(self)))
+
+    def replay_dead_letters(self) -> int:
+        """Queue the dead letters for writing again; returns how many were queued."""
+        plan = getattr(self._policy, "replay_dead_letters", None)
+        return 0 if plan is None else int(run(plan(self)))
 
     def configure(
         self,
@@ -423,11 +586,14 @@ class Namespace:
     ) -> None:
         """Swap the write policy or invalidation strategy at run time.
 
-        Pending writes of the old policy are flushed first. Changing the
-        strategy can change the TTL ceiling; copies already cached keep theirs.
+        Pending writes of the old policy are flushed first, and a new
+        invalidation strategy starts from an empty L1 for this namespace, so
+        no read during or after the swap returns a value older than the
+        store's.
 
         Raises:
             ConfigurationError: an argument is not a policy or strategy.
+            StoreError: pending write-back entries could not be flushed (nothing changed).
         """
         checked = NamespaceConfig.build(write=write, invalidation=invalidation)
         changes: dict[str, Any] = {}
@@ -437,55 +603,88 @@ class Namespace:
             changes["invalidation"] = checked.invalidation
         if not changes:
             return
-        old = self.config.write
-        run(old.flush(self))
-        self._apply(replace(self.config, **changes))
-        if "write" in changes and old is not checked.write:
-            old.close()
+        old_policy = self._policy
+        self.flush()  # raises, and changes nothing, if pending writes cannot be written
+        self._apply(replace(self.config, **changes), new_policy="write" in changes)
+        if "invalidation" in changes and self._l1_lookup is not None:
+            run(self._tier_call(0, "delete_prefix", (self._base_prefix,)))
+        if self._policy is not old_policy:
+            old_policy.close()
+            self._policy.start(self, self._scheduler)
 
     def close(self) -> None:
         """Flush and stop the write policy's background work."""
         try:
             self.flush()
         finally:
-            self.config.write.close()
+            self._policy.close()
 
     def stats(self) -> dict[str, Any]:
         """Per-layer counters and latency of this namespace."""
-        return {
+        out: dict[str, Any] = {
             "tiers": {
                 f"L{t + 1}:{tier.name}": self.tier_stats[t].snapshot()
                 for t, tier in enumerate(self._tiers)
             },
             "store": self.store_stats.snapshot() if self.store is not None else None,
+            "bus_errors": self.bus_errors,
         }
+        counters = getattr(self._policy, "counters", None)
+        if counters is not None:
+            out["write_back"] = counters()
+        return out
 
     # -- the Target protocol: sub-plans the write policies compose ----------
 
-    def save(self, batch: WriteBatch) -> Plan[None]:
+    def save(self, items: dict[Key, Any]) -> Plan[None]:
         started = _perf()
-        yield (self.store, "save_many", (batch.items(),))
+        try:
+            yield (self.store, "save_many", (items,))
+        except Exception:
+            self.store_stats.errors += 1
+            raise
         self.store_stats.latency.add(_perf() - started)
-        self.store_stats.sets += len(batch.keys)
+        self.store_stats.sets += len(items)
 
     def erase(self, keys: Sequence[Key]) -> Plan[None]:
-        yield (self.store, "delete_many", (list(keys),))
+        try:
+            yield (self.store, "delete_many", (list(keys),))
+        except Exception:
+            self.store_stats.errors += 1
+            raise
         self.store_stats.deletes += len(keys)
 
-    def fill(self, batch: WriteBatch) -> Plan[None]:
-        for t, tier in enumerate(self._tiers):
-            ttl = self._tier_ttls[t]
-            entries = [
-                (k, blob if tier.serialized else value, ttl, len(blob))
-                for k, value, blob in zip(batch.tier_keys, batch.values, batch.data)
-            ]
+    def entries(self, batch: WriteBatch, t: int) -> list[TierEntry]:
+        """Tier ``t``'s entries for the batch's values."""
+        tier = self._tiers[t]
+        ttl = self._fill_ttl(t)
+        return [
+            (k, blob if tier.serialized else value, ttl, len(blob))
+            for k, value, blob in zip(batch.tier_keys, batch.values, batch.data)
+        ]
+
+    def fill(self, batch: WriteBatch, skip: int | None = None) -> Plan[None]:
+        for t in range(len(self._tiers)):
+            if t == skip:
+                self.tier_stats[t].sets += len(batch.keys)
+                continue
+            entries = self.entries(batch, t)
             if (yield from self._tier_call(t, "set_many", (entries, batch.now))):
                 self.tier_stats[t].sets += len(entries)
 
-    def drop(self, keys: Sequence[Key], tier_keys: Sequence[str]) -> Plan[None]:
+    def drop(self, tier_keys: Sequence[str]) -> Plan[None]:
         for t in range(len(self._tiers)):
             if (yield from self._tier_call(t, "delete_many", (list(tier_keys),))):
                 self.tier_stats[t].deletes += len(tier_keys)
+
+    def _fill_ttl(self, t: int, ttl: float | None = None) -> float | None:
+        """The TTL of a copy written into tier ``t``; short while the bus is deaf."""
+        ttl = _min_ttl(self._tier_ttls[t], ttl)
+        bus = self._bus
+        if bus is not None and not self._tiers[t].serialized and not bus.healthy:
+            # Invalidations may not reach us: keep L1 copies no older than this.
+            ttl = _min_ttl(ttl, self.max_staleness)
+        return ttl
 
     # -- failure handling ---------------------------------------------------
 

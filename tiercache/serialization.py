@@ -71,9 +71,7 @@ class MsgpackSerializer:
 
     def dumps(self, value: Any) -> bytes:
         try:
-            return self._header + msgpack.packb(
-                value, default=_to_ext, strict_types=True, use_bin_type=True
-            )
+            return self._header + _pack_inner(value)
         except SerializationError:
             raise
         except (TypeError, ValueError, OverflowError) as exc:
@@ -93,7 +91,8 @@ class MsgpackSerializer:
 
 
 def _pack_inner(value: Any) -> bytes:
-    return msgpack.packb(value, default=_to_ext, strict_types=True, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, default=_to_ext, strict_types=True, use_bin_type=True)
+    return packed
 
 
 def _to_ext(obj: Any) -> msgpack.ExtType:

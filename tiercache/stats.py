@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["LayerStats", "Latency"]
+__all__ = ["Latency", "LayerStats"]
 
 LATENCY_WINDOW = 2048
 """Most recent samples kept per layer for percentiles."""
@@ -18,7 +18,7 @@ class Latency:
     sample under a race only blurs a percentile.
     """
 
-    __slots__ = ("count", "total", "_window", "_next")
+    __slots__ = ("_next", "_window", "count", "total")
 
     def __init__(self) -> None:
         self.count = 0
@@ -65,7 +65,7 @@ class LayerStats:
     watching, not for accounting.
     """
 
-    __slots__ = ("hits", "misses", "sets", "deletes", "errors", "undecodable", "latency")
+    __slots__ = ("deletes", "errors", "hits", "latency", "misses", "sets", "undecodable")
 
     def __init__(self) -> None:
         self.hits = 0

@@ -3,5 +3,6 @@
 from .base import Invalidation
 from .purge import Purge
 from .ttl import TTL
+from .versioned import Versioned
 
-__all__ = ["TTL", "Invalidation", "Purge"]
+__all__ = ["TTL", "Invalidation", "Purge", "Versioned"]

@@ -13,8 +13,15 @@ class Invalidation(Protocol):
 
     ``ttl`` is the ceiling the strategy puts on every cached copy (``None``:
     none of its own). ``broadcast`` says whether changes are announced to
-    other processes so that they drop their L1 copies.
+    other processes so that they drop their L1 copies; ``versioned`` whether
+    cached keys carry the namespace's version.
     """
 
-    ttl: float | None
-    broadcast: bool
+    @property
+    def ttl(self) -> float | None: ...
+
+    @property
+    def broadcast(self) -> bool: ...
+
+    @property
+    def versioned(self) -> bool: ...

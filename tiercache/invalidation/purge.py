@@ -11,11 +11,11 @@ __all__ = ["Purge"]
 class Purge:
     """Correct on write: ``delete`` and ``invalidate`` remove the key from every tier.
 
-    Every write, delete and invalidate is announced so that other processes
-    drop their L1 copies (the cross-process bus is a later addition: until it
-    lands, other processes' L1 copies live until their own TTL). The writer's
-    own copies follow the write policy.
+    Every write, delete and invalidate is announced on the invalidation bus
+    (a Redis stream; see :mod:`tiercache.bus`) so that other processes drop
+    their L1 copies. The writer's own copies follow the write policy.
     """
 
     ttl: float | None = None
     broadcast: bool = True
+    versioned: bool = False

@@ -21,6 +21,7 @@ class TTL:
     """
 
     broadcast = False
+    versioned = False
 
     def __init__(self, seconds_: float | timedelta) -> None:
         self.ttl = seconds(seconds_)

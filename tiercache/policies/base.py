@@ -8,8 +8,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from .._plan import Plan
 from .._types import Key
+from ..scheduler import Scheduler
+from ..serialization import Serializer
+from ..stores.base import Store
+from ..tiers.base import Tier, TierEntry
 
-__all__ = ["Target", "WriteBatch", "WritePolicy"]
+__all__ = ["Target", "WriteBatch", "WritePolicy", "nothing"]
 
 
 @dataclass(frozen=True)
@@ -32,23 +36,44 @@ class WriteBatch:
 
 
 class Target(Protocol):
-    """The tiers and store of one namespace, as sub-plans a policy composes.
+    """The tiers and store of one namespace, and sub-plans a policy composes.
 
-    Tier failures are handled inside (counted, logged, degraded around);
-    store failures propagate, because the store is the system of record.
+    Tier failures are handled inside the sub-plans (counted, logged, read
+    around); store failures propagate, because the store is the system of
+    record.
     """
 
-    has_store: bool
+    @property
+    def name(self) -> str: ...
 
-    def save(self, batch: WriteBatch) -> Plan[None]:
-        """Write the batch to the store."""
+    @property
+    def tiers(self) -> Sequence[Tier]: ...
+
+    @property
+    def store(self) -> Store | None: ...
+
+    @property
+    def serializer(self) -> Serializer: ...
+
+    @property
+    def key_prefix(self) -> str: ...
+
+    @property
+    def journal_key(self) -> str: ...
+
+    def entries(self, batch: WriteBatch, t: int) -> list[TierEntry]:
+        """Tier ``t``'s entries for the batch's values."""
         ...
 
-    def fill(self, batch: WriteBatch) -> Plan[None]:
-        """Replace every tier's copy of the batch's keys with the new values."""
+    def save(self, items: dict[Key, Any]) -> Plan[None]:
+        """Write items to the store."""
         ...
 
-    def drop(self, keys: Sequence[Key], tier_keys: Sequence[str]) -> Plan[None]:
+    def fill(self, batch: WriteBatch, skip: int | None = None) -> Plan[None]:
+        """Replace every tier's copy (but tier ``skip``) with the batch's values."""
+        ...
+
+    def drop(self, tier_keys: Sequence[str]) -> Plan[None]:
         """Remove the keys from every tier."""
         ...
 
@@ -59,7 +84,15 @@ class Target(Protocol):
 
 @runtime_checkable
 class WritePolicy(Protocol):
-    """The order in which a namespace's store and tiers are written."""
+    """The order in which a namespace's store and tiers are written.
+
+    ``Cache.namespace`` gives each namespace its own copy of the policy
+    object and calls ``start`` once, so a policy may keep state per namespace.
+    """
+
+    def start(self, target: Target, scheduler: Scheduler) -> None:
+        """Begin serving ``target`` (schedule background work, if any)."""
+        ...
 
     def write(self, batch: WriteBatch, target: Target) -> Plan[None]:
         """Apply ``set_many``."""
@@ -69,10 +102,20 @@ class WritePolicy(Protocol):
         """Apply ``delete``: the store and every tier."""
         ...
 
-    def flush(self, target: Target) -> Plan[None]:
-        """Write anything the policy holds back; nothing for synchronous policies."""
+    def pending(self, fields: Sequence[str], target: Target) -> Plan[dict[int, Any]]:
+        """Values written but not yet in the store, ``{index in fields: value}``."""
+        ...
+
+    def flush(self, target: Target) -> Plan[tuple[bool, int]]:
+        """Write to the store what the policy holds back: ``(busy, entries failed)``."""
         ...
 
     def close(self) -> None:
         """Stop background work the policy started."""
         ...
+
+
+def nothing() -> Plan[Any]:
+    """A plan that performs no I/O and returns nothing (read as empty by callers)."""
+    return None
+    yield  # makes this a generator

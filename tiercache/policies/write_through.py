@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .._plan import Plan
 from .._types import Key
-from .base import Target, WriteBatch
+from ..scheduler import Scheduler
+from .base import Target, WriteBatch, nothing
 
 __all__ = ["WriteThrough"]
 
@@ -21,19 +23,24 @@ class WriteThrough:
     the key from the store, then from every tier.
     """
 
+    def start(self, target: Target, scheduler: Scheduler) -> None:
+        return None
+
     def write(self, batch: WriteBatch, target: Target) -> Plan[None]:
-        if target.has_store:
-            yield from target.save(batch)
+        if target.store is not None:
+            yield from target.save(batch.items())
         yield from target.fill(batch)
 
     def delete(self, keys: Sequence[Key], tier_keys: Sequence[str], target: Target) -> Plan[None]:
-        if target.has_store:
+        if target.store is not None:
             yield from target.erase(keys)
-        yield from target.drop(keys, tier_keys)
+        yield from target.drop(tier_keys)
 
-    def flush(self, target: Target) -> Plan[None]:
-        return
-        yield  # a generator that writes nothing
+    def pending(self, fields: Sequence[str], target: Target) -> Plan[dict[int, Any]]:
+        return nothing()
+
+    def flush(self, target: Target) -> Plan[tuple[bool, int]]:
+        return nothing()
 
     def close(self) -> None:
         return None

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional, Protocol, Tuple, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["UNDECODABLE", "Hit", "Tier", "TierEntry", "Undecodable"]
 
-Hit = Tuple[Any, Optional[float]]
+Hit = tuple[Any, float | None]
 """A tier's answer for a key it holds: ``(value, remaining TTL in seconds or None)``."""
 
-TierEntry = Tuple[str, Any, Optional[float], int]
+TierEntry = tuple[str, Any, float | None, int]
 """One entry to write: ``(key, value, ttl seconds or None, serialized size in bytes)``."""
 
 

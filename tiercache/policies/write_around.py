@@ -1,0 +1,46 @@
+"""WriteAround: the store is written; cached copies are dropped, not filled."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._plan import Plan
+from .._types import Key
+from ..scheduler import Scheduler
+from .base import Target, WriteBatch, nothing
+
+__all__ = ["WriteAround"]
+
+
+@dataclass(frozen=True)
+class WriteAround:
+    """For write-heavy, read-rare data: writes skip the cache.
+
+    ``set`` writes the store, then removes the key from every tier (and,
+    under Purge or Versioned, from other processes' L1), so the next read
+    loads the new value and fills the tiers.
+    """
+
+    def start(self, target: Target, scheduler: Scheduler) -> None:
+        return None
+
+    def write(self, batch: WriteBatch, target: Target) -> Plan[None]:
+        if target.store is not None:
+            yield from target.save(batch.items())
+        yield from target.drop(batch.tier_keys)
+
+    def delete(self, keys: Sequence[Key], tier_keys: Sequence[str], target: Target) -> Plan[None]:
+        if target.store is not None:
+            yield from target.erase(keys)
+        yield from target.drop(tier_keys)
+
+    def pending(self, fields: Sequence[str], target: Target) -> Plan[dict[int, Any]]:
+        return nothing()
+
+    def flush(self, target: Target) -> Plan[tuple[bool, int]]:
+        return nothing()
+
+    def close(self) -> None:
+        return None
