@@ -1,0 +1,93 @@
+"""Single-flight loads and fences: one store load per key, and no stale fill after a write.
+
+``Flights`` collapses concurrent misses for a key in one process into one
+load: the first caller leads, the others wait for its result (threads block
+on a future; coroutines await it). ``Fence`` is the memcache lease idea for
+local fills: a read notes a key's generation before it loads, and fills the
+tiers only if no write, delete or invalidation touched the key meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+__all__ = ["FENCE_SLOTS", "Fence", "Flights"]
+
+FENCE_SLOTS = 4096
+"""Generation counters per namespace; keys share slots by hash (a shared slot
+only ever skips a fill, never allows a stale one)."""
+
+
+class Flights:
+    """In-process single-flight: at most one load per key at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, Future[Any]] = {}
+
+    def claim(self, keys: Sequence[str]) -> tuple[list[str], dict[str, Future[Any]]]:
+        """Split ``keys`` into those we lead (and must land) and those others lead."""
+        lead: list[str] = []
+        follow: dict[str, Future[Any]] = {}
+        with self._lock:
+            for key in keys:
+                call = self._calls.get(key)
+                if call is None:
+                    self._calls[key] = Future()
+                    lead.append(key)
+                else:
+                    follow[key] = call
+        return lead, follow
+
+    def land(self, keys: Iterable[str], results: dict[str, Any], error: BaseException | None) -> None:
+        """Publish the leader's results (or its error) to the waiters and forget the calls."""
+        with self._lock:
+            calls = [(key, self._calls.pop(key, None)) for key in keys]
+        for key, call in calls:
+            if call is None:
+                continue
+            if error is not None:
+                call.set_exception(error)
+            else:
+                call.set_result(results.get(key))
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+
+class Fence:
+    """Generation counters that a write bumps, so a racing read knows not to fill."""
+
+    def __init__(self, slots: int = FENCE_SLOTS) -> None:
+        self._slots = slots
+        self._gens = [0] * slots
+        self._epoch = 0
+        self._lock = threading.Lock()
+
+    def snapshot(self, keys: Sequence[str]) -> tuple[int, list[int]]:
+        """The generations of ``keys`` now, to compare after a load."""
+        gens, slots = self._gens, self._slots
+        return self._epoch, [gens[hash(k) % slots] for k in keys]
+
+    def unchanged(self, snapshot: tuple[int, list[int]], keys: Sequence[str]) -> list[bool]:
+        """Per key: True if nothing touched it since ``snapshot``."""
+        epoch, before = snapshot
+        if epoch != self._epoch:
+            return [False] * len(keys)
+        gens, slots = self._gens, self._slots
+        return [gens[hash(k) % slots] == g for k, g in zip(keys, before)]
+
+    def bump(self, keys: Iterable[str]) -> None:
+        """A write, delete or invalidation of ``keys`` is starting or has ended."""
+        gens, slots = self._gens, self._slots
+        with self._lock:
+            for key in keys:
+                gens[hash(key) % slots] += 1
+
+    def bump_all(self) -> None:
+        """Every key changed (``invalidate_all``, a bus gap)."""
+        with self._lock:
+            self._epoch += 1
