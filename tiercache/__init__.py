@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from ._types import MISSING, Key
+from .aio import AsyncCache, AsyncNamespace
 from .cache import Cache
 from .errors import (
     ConfigurationError,
@@ -28,6 +29,8 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "AsyncCache",
+    "AsyncNamespace",
     "MISSING",
     "TTL",
     "Cache",

@@ -9,10 +9,12 @@ for ``AsyncCache``, both over the same generators.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Generator
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
-__all__ = ["Op", "Plan", "run"]
+__all__ = ["Op", "Plan", "arun", "run"]
 
 T = TypeVar("T")
 
@@ -29,6 +31,37 @@ def run(plan: Plan[T]) -> T:
         while True:
             try:
                 result = getattr(op[0], op[1])(*op[2])
+            except Exception as exc:  # handed to the plan, which decides
+                op = plan.throw(exc)
+            else:
+                op = plan.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+async def arun(plan: Plan[T]) -> T:
+    """Drive ``plan`` on the event loop.
+
+    For each operation the driver awaits the target's ``a``-prefixed twin
+    (``aget_many`` for ``get_many``) when it has one, awaits a future another
+    caller will complete (single-flight), calls non-blocking in-memory
+    targets directly, and runs any other blocking call (a sync store) in a
+    worker thread so the loop never stalls on it.
+    """
+    try:
+        op = next(plan)
+        while True:
+            target, method, args = op
+            try:
+                twin = getattr(target, "a" + method, None)
+                if twin is not None:
+                    result = await twin(*args)
+                elif isinstance(target, Future):
+                    result = await asyncio.wait_for(asyncio.wrap_future(target), args[0])
+                elif getattr(target, "nonblocking", False):
+                    result = getattr(target, method)(*args)
+                else:
+                    result = await asyncio.to_thread(getattr(target, method), *args)
             except Exception as exc:  # handed to the plan, which decides
                 op = plan.throw(exc)
             else:

@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from ._types import Clock, monotonic
 from .errors import ConfigurationError
@@ -51,6 +51,8 @@ class Cache:
     Raises:
         ConfigurationError: a tier or store is not one, or the prefix is malformed.
     """
+
+    namespace_class: ClassVar[type[Namespace]] = Namespace
 
     def __init__(
         self,
@@ -185,7 +187,7 @@ class Cache:
                 return existing
             if store is None and self.store is not None:
                 store = self.store.bind(name)
-            ns = Namespace(
+            ns = self.namespace_class(
                 name,
                 prefix=self.prefix,
                 tiers=self.tiers,
@@ -227,22 +229,32 @@ class Cache:
 
     def close(self) -> None:
         """Flush, stop background work and close every tier and store; idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        atexit.unregister(self._atexit)
+        namespaces = self._begin_close()
+        if namespaces is None:
+            return
         errors: list[BaseException] = []
-        stores: list[Any] = [self.store]
-        for ns in self._namespaces.values():
+        for ns in namespaces:
             try:
                 ns.close()
             except Exception as exc:  # close the rest, then report the first failure
                 errors.append(exc)
-            stores.append(ns.store)
+        self._finish_close(errors)
+
+    def _begin_close(self) -> list[Namespace] | None:
+        """Mark the cache closed; the namespaces to close, or None if it already was."""
+        with self._lock:
+            if self._closed:
+                return None
+            self._closed = True
+        atexit.unregister(self._atexit)
+        return list(self._namespaces.values())
+
+    def _finish_close(self, errors: list[BaseException]) -> None:
+        """Stop the bus, close tiers and stores once each, raise the first error."""
         if self._bus is not None:
             self._bus.stop()
         closed: set[int] = set()
+        stores = [self.store, *(ns.store for ns in self._namespaces.values())]
         for closable in [*self.tiers, *stores]:
             if closable is None or id(closable) in closed:
                 continue

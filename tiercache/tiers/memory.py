@@ -65,6 +65,7 @@ class MemoryTier:
     """
 
     serialized = False
+    nonblocking = True  # AsyncCache calls it directly: no I/O, no waiting
 
     def __init__(
         self,

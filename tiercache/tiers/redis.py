@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, Dict, Tuple, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -106,6 +107,20 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+_SCRIPTS = {
+    "put": _JOURNAL_PUT,
+    "ack": _JOURNAL_ACK,
+    "restore": _JOURNAL_RESTORE,
+    "bump": _BUMP_VERSION,
+    "version": _READ_VERSION,
+    "unlock": _UNLOCK,
+}
+
+T = TypeVar("T")
+_Command = Tuple[str, str, Tuple[Any, ...], Dict[str, Any]]
+"""``(kind, name, args, kwargs)``: kind "call" (a client method), "script", or "pipe"."""
+_Commands = Generator[_Command, Any, T]
+
 _embedded_lock = threading.Lock()
 _embedded_server: Any = None
 
@@ -130,6 +145,8 @@ class RedisTier:
             by every embedded tier of the process.
         client: an existing ``redis.Redis`` to use as configured (its own
             timeouts and retries apply; tiercache does not change them).
+        aclient: an existing ``redis.asyncio.Redis``, for AsyncCache, when
+            ``client`` is given (with a URL, or embedded, it is made for you).
         ttl: ceiling on every entry's time to live (``None``: none).
         timeout: seconds any one call may take, connecting included; redis-py's
             own retries are off, so a call fails within it.
@@ -146,6 +163,7 @@ class RedisTier:
         url: str | None = None,
         *,
         client: Any = None,
+        aclient: Any = None,
         ttl: float | timedelta | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         name: str = "redis",
@@ -177,7 +195,10 @@ class RedisTier:
             self.client = _embedded_client()
         self._url = _redact(url) if url else None
         self._closed = False
+        self._url_raw = url
+        self._aclient: Any = aclient
         self._scripts: dict[str, Any] = {}
+        self._ascripts: dict[str, Any] = {}
 
     @classmethod
     def embedded(cls, *, ttl: float | timedelta | None = None, name: str = "redis") -> RedisTier:
@@ -198,52 +219,154 @@ class RedisTier:
         except redis.RedisError as exc:
             raise TierError(f"Redis {what} failed: {exc}") from exc
 
+    # Each operation is written once, as a generator of client commands
+    # (see _Command), and driven by ``_run`` on the sync client or ``_arun``
+    # on the redis.asyncio one: Cache and AsyncCache share every line of it.
+
+    def _run(self, plan: _Commands[T], what: str) -> T:
+        client = self.client
+        with self._errors(what):
+            try:
+                command = next(plan)
+                while True:
+                    command = plan.send(self._perform(client, command))
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+
+    async def _arun(self, plan: _Commands[T], what: str) -> T:
+        client = self.aclient
+        with self._errors(what):
+            try:
+                command = next(plan)
+                while True:
+                    result = self._perform(client, command)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    command = plan.send(result)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+
+    def _perform(self, client: Any, command: _Command) -> Any:
+        kind, name, args, kwargs = command
+        if kind == "call":
+            return getattr(client, name)(*args, **kwargs)
+        if kind == "script":
+            return self._script(client, name)(keys=args, args=kwargs["args"])
+        if kind == "pipe":
+            pipe = client.pipeline(transaction=False)
+            for cmd_name, cmd_args, cmd_kwargs in args:
+                getattr(pipe, cmd_name)(*cmd_args, **cmd_kwargs)
+            return pipe.execute()
+        raise AssertionError(f"unknown command kind {kind}")  # pragma: no cover
+
+    def _script(self, client: Any, name: str) -> Any:
+        cache = self._scripts if client is self.client else self._ascripts
+        script = cache.get(name)
+        if script is None:
+            script = cache[name] = client.register_script(_SCRIPTS[name])
+        return script
+
+    @property
+    def aclient(self) -> Any:
+        """The redis.asyncio client for AsyncCache, created on first use."""
+        if self._aclient is None:
+            if self.is_embedded:
+                import fakeredis
+
+                _embedded_client()  # make sure the shared server exists
+                self._aclient = fakeredis.FakeAsyncRedis(server=_embedded_server)
+            elif self._url_raw is not None:
+                import redis.asyncio
+
+                self._aclient = redis.asyncio.Redis.from_url(
+                    self._url_raw,
+                    socket_timeout=self.timeout,
+                    socket_connect_timeout=self.timeout,
+                    retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+                    health_check_interval=0,
+                )
+            else:
+                raise ConfigurationError(
+                    "this RedisTier wraps a sync client; give it aclient= for AsyncCache"
+                )
+        return self._aclient
+
+    # -- the Tier protocol ----------------------------------------------------
+
     def get_many(self, keys: Sequence[str], now: float) -> list[Hit | Undecodable | None]:
+        # The hot path of an L2 hit: one command, no plan machinery.
         rkeys = [k if len(k) <= MAX_KEY_LENGTH else hash_long_key(k) for k in keys]
         with self._errors("GET"):
             raws = [self.client.get(rkeys[0])] if len(rkeys) == 1 else self.client.mget(rkeys)
+        return self._opened(raws)
+
+    async def aget_many(self, keys: Sequence[str], now: float) -> list[Hit | Undecodable | None]:
+        rkeys = [k if len(k) <= MAX_KEY_LENGTH else hash_long_key(k) for k in keys]
+        with self._errors("GET"):
+            client = self.aclient
+            raws = [await client.get(rkeys[0])] if len(rkeys) == 1 else await client.mget(rkeys)
+        return self._opened(raws)
+
+    def _opened(self, raws: Sequence[bytes | None]) -> list[Hit | Undecodable | None]:
         now_ms = self._wall_clock() * 1000.0
         return [None if raw is None else _open(raw, now_ms) for raw in raws]
 
     def set_many(self, entries: Sequence[TierEntry], now: float) -> None:
+        self._run(self._set_many(entries), "SET")
+
+    async def aset_many(self, entries: Sequence[TierEntry], now: float) -> None:
+        await self._arun(self._set_many(entries), "SET")
+
+    def _set_many(self, entries: Sequence[TierEntry]) -> _Commands[None]:
+        commands = []
+        for rkey, blob, px in self._sealed(entries):
+            commands.append(("set", (rkey, blob), {"px": px or None}))
+        if len(commands) == 1:
+            name, args, kwargs = commands[0]
+            yield ("call", name, args, kwargs)
+        elif commands:
+            yield ("pipe", "", tuple(commands), {})
+
+    def _sealed(self, entries: Sequence[TierEntry]) -> list[tuple[str, bytes, int]]:
+        """Entries as ``(redis key, envelope, px)``; px 0 means no expiry."""
         ceiling = self.ttl
         now_ms = int(self._wall_clock() * 1000)
-        commands = []
+        out = []
         for key, data, ttl, _size in entries:
             if ceiling is not None and (ttl is None or ttl > ceiling):
                 ttl = ceiling
-            px = None if ttl is None else max(1, int(ttl * 1000))
-            header = _ENVELOPE.pack(_ENVELOPE_V1, 0 if px is None else now_ms + px)
-            rkey = key if len(key) <= MAX_KEY_LENGTH else hash_long_key(key)
-            commands.append((rkey, header + data, px))
-        with self._errors("SET"):
-            if len(commands) == 1:
-                rkey, blob, px = commands[0]
-                self.client.set(rkey, blob, px=px)
-            elif commands:
-                pipe = self.client.pipeline(transaction=False)
-                for rkey, blob, px in commands:
-                    pipe.set(rkey, blob, px=px)
-                pipe.execute()
+            px = 0 if ttl is None else max(1, int(ttl * 1000))
+            header = _ENVELOPE.pack(_ENVELOPE_V1, now_ms + px if px else 0)
+            out.append((key if len(key) <= MAX_KEY_LENGTH else hash_long_key(key), header + data, px))
+        return out
 
     def delete_many(self, keys: Sequence[str]) -> None:
-        if not keys:
-            return
-        rkeys = [k if len(k) <= MAX_KEY_LENGTH else hash_long_key(k) for k in keys]
-        with self._errors("UNLINK"):
-            self.client.unlink(*rkeys)
+        self._run(self._delete_many(keys), "UNLINK")
+
+    async def adelete_many(self, keys: Sequence[str]) -> None:
+        await self._arun(self._delete_many(keys), "UNLINK")
+
+    def _delete_many(self, keys: Sequence[str]) -> _Commands[None]:
+        if keys:
+            rkeys = [k if len(k) <= MAX_KEY_LENGTH else hash_long_key(k) for k in keys]
+            yield ("call", "unlink", tuple(rkeys), {})
 
     def delete_prefix(self, prefix: str) -> None:
         """SCAN in batches and UNLINK what matches: never KEYS, never a long block."""
-        with self._errors("SCAN"):
-            batch: list[bytes] = []
-            for key in self.client.scan_iter(match=_glob_escape(prefix) + "*", count=SCAN_BATCH):
-                batch.append(key)
-                if len(batch) >= SCAN_BATCH:
-                    self.client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                self.client.unlink(*batch)
+        self._run(self._delete_prefix(prefix), "SCAN")
+
+    async def adelete_prefix(self, prefix: str) -> None:
+        await self._arun(self._delete_prefix(prefix), "SCAN")
+
+    def _delete_prefix(self, prefix: str) -> _Commands[None]:
+        pattern = _glob_escape(prefix) + "*"
+        cursor = 0
+        for _step in range(10_000_000):  # bounded by the keyspace; SCAN ends at cursor 0
+            cursor, keys = yield ("call", "scan", (cursor,), {"match": pattern, "count": SCAN_BATCH})
+            if keys:
+                yield ("call", "unlink", tuple(keys), {})
+            if int(cursor) == 0:
+                return
 
     # -- write-back journal (a capability WriteBack looks for) ----------------
 
@@ -257,82 +380,139 @@ class RedisTier:
         """Record pending writes and set their cached copies in one atomic step.
 
         ``records`` are ``(field, payload)`` pairs for the journal hash;
-        ``entries`` the matching cache entries (same order).
+        ``entries`` the matching cache entries (same order; an entry with
+        empty data, a delete, sets nothing).
         """
-        now_ms = int(self._wall_clock() * 1000)
+        self._run(self._journal_put(journal, seq_key, records, entries), "journal write")
+
+    async def ajournal_put(
+        self,
+        journal: str,
+        seq_key: str,
+        records: Sequence[tuple[str, bytes]],
+        entries: Sequence[TierEntry],
+    ) -> None:
+        await self._arun(self._journal_put(journal, seq_key, records, entries), "journal write")
+
+    def _journal_put(
+        self,
+        journal: str,
+        seq_key: str,
+        records: Sequence[tuple[str, bytes]],
+        entries: Sequence[TierEntry],
+    ) -> _Commands[None]:
         keys = [journal, seq_key]
         args: list[Any] = []
-        ceiling = self.ttl
-        for (field_, payload), (key, data, ttl, _size) in zip(records, entries):
-            if ceiling is not None and (ttl is None or ttl > ceiling):
-                ttl = ceiling
-            px = 0 if ttl is None else max(1, int(ttl * 1000))
-            header = _ENVELOPE.pack(_ENVELOPE_V1, now_ms + px if px else 0)
-            keys.append(key if len(key) <= MAX_KEY_LENGTH else hash_long_key(key))
-            args += [field_, payload, header + data, px]
-        with self._errors("journal write"):
-            self._script("put", _JOURNAL_PUT)(keys=keys, args=args)
+        for (field_, payload), (entry, (rkey, blob, px)) in zip(
+            records, zip(entries, self._sealed(entries))
+        ):
+            keys.append(rkey)
+            args += [field_, payload, blob if entry[1] else b"", px]
+        yield ("script", "put", tuple(keys), {"args": args})
 
     def journal_get(self, journal: str, fields: Sequence[str]) -> list[bytes | None]:
         """The journal's pending entries for ``fields`` (None where none is pending)."""
-        with self._errors("journal read"):
-            return list(self.client.hmget(journal, list(fields)))
+        return self._run(self._journal_get(journal, fields), "journal read")
+
+    async def ajournal_get(self, journal: str, fields: Sequence[str]) -> list[bytes | None]:
+        return await self._arun(self._journal_get(journal, fields), "journal read")
+
+    def _journal_get(self, journal: str, fields: Sequence[str]) -> _Commands[list[bytes | None]]:
+        found = yield ("call", "hmget", (journal, list(fields)), {})
+        return list(found)
 
     def journal_read(self, journal: str, count: int) -> dict[str, bytes]:
         """Up to about ``count`` pending entries, ``{field: entry}`` (HSCAN, non-blocking)."""
+        return self._run(self._journal_read(journal, count), "journal scan")
+
+    async def ajournal_read(self, journal: str, count: int) -> dict[str, bytes]:
+        return await self._arun(self._journal_read(journal, count), "journal scan")
+
+    def _journal_read(self, journal: str, count: int) -> _Commands[dict[str, bytes]]:
         out: dict[str, bytes] = {}
-        with self._errors("journal scan"):
-            cursor = 0
-            while True:
-                cursor, chunk = self.client.hscan(journal, cursor, count=count)
-                for field_, entry in chunk.items():
-                    out[field_.decode() if isinstance(field_, bytes) else field_] = entry
-                if cursor == 0 or len(out) >= count:
-                    return out
+        cursor = 0
+        for _step in range(10_000_000):  # bounded by the hash; HSCAN ends at cursor 0
+            cursor, chunk = yield ("call", "hscan", (journal, cursor), {"count": count})
+            for field_, entry in chunk.items():
+                out[field_.decode() if isinstance(field_, bytes) else field_] = entry
+            if int(cursor) == 0 or len(out) >= count:
+                break
+        return out
 
     def journal_ack(
         self, journal: str, entries: Mapping[str, bytes], move_to: str | None = None
     ) -> int:
         """Remove entries still equal to what was read; optionally keep them in ``move_to``."""
+        return self._run(self._journal_ack(journal, entries, move_to), "journal ack")
+
+    async def ajournal_ack(
+        self, journal: str, entries: Mapping[str, bytes], move_to: str | None = None
+    ) -> int:
+        return await self._arun(self._journal_ack(journal, entries, move_to), "journal ack")
+
+    def _journal_ack(
+        self, journal: str, entries: Mapping[str, bytes], move_to: str | None
+    ) -> _Commands[int]:
         if not entries:
             return 0
         args: list[Any] = []
         for field_, entry in entries.items():
             args += [field_, entry]
-        keys = [journal] if move_to is None else [journal, move_to]
-        with self._errors("journal ack"):
-            return int(self._script("ack", _JOURNAL_ACK)(keys=keys, args=args))
+        keys = (journal,) if move_to is None else (journal, move_to)
+        done = yield ("script", "ack", keys, {"args": args})
+        return int(done)
 
     def journal_restore(self, journal: str, dead: str, fields: Sequence[str]) -> int:
         """Move entries from ``dead`` back into ``journal`` unless a newer one is pending there."""
-        with self._errors("journal restore"):
-            return int(self._script("restore", _JOURNAL_RESTORE)(keys=[journal, dead], args=list(fields)))
+        return self._run(self._journal_restore(journal, dead, fields), "journal restore")
+
+    async def ajournal_restore(self, journal: str, dead: str, fields: Sequence[str]) -> int:
+        return await self._arun(self._journal_restore(journal, dead, fields), "journal restore")
+
+    def _journal_restore(self, journal: str, dead: str, fields: Sequence[str]) -> _Commands[int]:
+        moved = yield ("script", "restore", (journal, dead), {"args": list(fields)})
+        return int(moved)
+
+    # -- versions and leases ----------------------------------------------------
 
     def bump_version(self, key: str) -> int:
         """Advance the version at ``key``; never below the server clock in microseconds."""
-        with self._errors("version bump"):
-            return int(self._script("bump", _BUMP_VERSION)(keys=[key]))
+        return self._run(self._version("bump", key), "version bump")
+
+    async def abump_version(self, key: str) -> int:
+        return await self._arun(self._version("bump", key), "version bump")
 
     def read_version(self, key: str) -> int:
         """The version at ``key``, created (from the server clock) when absent."""
-        with self._errors("version read"):
-            return int(self._script("version", _READ_VERSION)(keys=[key]))
+        return self._run(self._version("version", key), "version read")
+
+    async def aread_version(self, key: str) -> int:
+        return await self._arun(self._version("version", key), "version read")
+
+    def _version(self, script: str, key: str) -> _Commands[int]:
+        version = yield ("script", script, (key,), {"args": []})
+        return int(version)
 
     def try_lock(self, key: str, token: str, lease: float) -> bool:
         """Take a lease on ``key`` for ``lease`` seconds unless someone holds it."""
-        with self._errors("lock"):
-            return bool(self.client.set(key, token, nx=True, px=max(1, int(lease * 1000))))
+        return self._run(self._try_lock(key, token, lease), "lock")
+
+    async def atry_lock(self, key: str, token: str, lease: float) -> bool:
+        return await self._arun(self._try_lock(key, token, lease), "lock")
+
+    def _try_lock(self, key: str, token: str, lease: float) -> _Commands[bool]:
+        got = yield ("call", "set", (key, token), {"nx": True, "px": max(1, int(lease * 1000))})
+        return bool(got)
 
     def unlock(self, key: str, token: str) -> None:
         """Release a lease, only if it is still ours."""
-        with self._errors("unlock"):
-            self._script("unlock", _UNLOCK)(keys=[key], args=[token])
+        self._run(self._unlock(key, token), "unlock")
 
-    def _script(self, name: str, source: str) -> Any:
-        script = self._scripts.get(name)
-        if script is None:
-            script = self._scripts[name] = self.client.register_script(source)
-        return script
+    async def aunlock(self, key: str, token: str) -> None:
+        await self._arun(self._unlock(key, token), "unlock")
+
+    def _unlock(self, key: str, token: str) -> _Commands[None]:
+        yield ("script", "unlock", (key,), {"args": [token]})
 
     def listener(self, read_timeout: float, client_name: str | None = None) -> Any:
         """A new client of its own, for blocking reads up to ``read_timeout`` seconds.
@@ -365,6 +545,16 @@ class RedisTier:
             self.client.close()
         except redis.RedisError:  # closing a broken connection: nothing to save
             pass
+
+    async def aclose(self) -> None:
+        """Close the async client (and the sync one); idempotent."""
+        aclient, self._aclient = self._aclient, None
+        if aclient is not None:
+            try:
+                await aclient.aclose()
+            except redis.RedisError:
+                pass
+        self.close()
 
 
 def _open(raw: bytes, now_ms: float) -> Hit | Undecodable | None:

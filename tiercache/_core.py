@@ -1,0 +1,404 @@
+"""A namespace's state and the steps both paths compose: keys, versions, fences, tier calls."""
+
+from __future__ import annotations
+
+import asyncio
+import copy as copy_module
+import inspect
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from ._plan import Plan
+from ._types import Clock, Key, seconds
+from .errors import (
+    ConfigurationError,
+    TierError,
+)
+from .flight import Fence, Flights
+from .invalidation import Invalidation, Purge
+from .keys import encode_key
+from .policies import WriteBatch, WritePolicy, WriteThrough
+from .scheduler import Scheduler, ThreadScheduler
+from .serialization import MsgpackSerializer, Serializer
+from .stats import LayerStats, RateLimitedLog
+from .stores.base import Store
+from .tiers.base import Tier, TierEntry
+
+__all__ = ["NamespaceConfig", "NamespaceCore"]
+
+log = logging.getLogger("tiercache")
+
+_perf = time.perf_counter
+_NEGATIVE = b""  # a cached "the store has no such key": no serializer writes empty bytes
+
+LEASE_TTL = 5.0
+"""Seconds a process's lease to load a key lasts; a waiter takes over after it."""
+
+FLIGHT_TIMEOUT = 60.0
+"""Seconds a caller waits for another caller's load of the same key."""
+
+
+@dataclass(frozen=True)
+class NamespaceConfig:
+    """How one namespace behaves; see :meth:`tiercache.Cache.namespace`."""
+
+    write: WritePolicy = field(default_factory=WriteThrough)
+    invalidation: Invalidation = field(default_factory=Purge)
+    ttl: float | None = None
+    negative_ttl: float | None = None
+    max_value_bytes: int | None = None
+    serializer: Serializer = field(default_factory=MsgpackSerializer)
+    copy: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        write: WritePolicy | None = None,
+        invalidation: Invalidation | None = None,
+        ttl: float | timedelta | None = None,
+        negative_ttl: float | timedelta | None = None,
+        max_value_bytes: int | None = None,
+        serializer: Serializer | None = None,
+        copy: bool = False,
+    ) -> NamespaceConfig:
+        """Validate user options into a config.
+
+        Raises:
+            ConfigurationError: an option has the wrong type or an impossible value.
+        """
+        if write is not None and not isinstance(write, WritePolicy):
+            raise ConfigurationError(f"write= must be a write policy, got {write!r}")
+        if invalidation is not None and not isinstance(invalidation, Invalidation):
+            raise ConfigurationError(f"invalidation= must be a strategy, got {invalidation!r}")
+        if serializer is not None and not isinstance(serializer, Serializer):
+            raise ConfigurationError(f"serializer= must be a Serializer, got {serializer!r}")
+        if max_value_bytes is not None and (
+            not isinstance(max_value_bytes, int)
+            or isinstance(max_value_bytes, bool)
+            or max_value_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"max_value_bytes must be a positive int, got {max_value_bytes!r}"
+            )
+        return cls(
+            write=write if write is not None else WriteThrough(),
+            invalidation=invalidation if invalidation is not None else Purge(),
+            ttl=seconds(ttl),
+            negative_ttl=seconds(negative_ttl, "negative_ttl"),
+            max_value_bytes=max_value_bytes,
+            serializer=serializer if serializer is not None else MsgpackSerializer(),
+            copy=bool(copy),
+        )
+
+
+def _min_ttl(*ttls: float | None) -> float | None:
+    present = [t for t in ttls if t is not None]
+    return min(present) if present else None
+
+
+class _Sleeper:
+    """The pause between lease polls, as a plan step (``asleep`` for AsyncCache)."""
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+    @staticmethod
+    async def asleep(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+_SLEEP = _Sleeper()
+_NOTHING = object()  # "this tier has nothing for the key", distinct from MISSING
+
+
+class _LoaderStore:
+    """A ``get_many(loader=)`` callable in the shape of a store's ``load_many``."""
+
+    def __init__(self, loader: Callable[[list[Key]], Mapping[Key, Any]]) -> None:
+        self._loader = loader
+
+    def load_many(self, keys: list[Key]) -> Mapping[Key, Any]:
+        result = self._loader(keys)
+        if inspect.isawaitable(result):
+            raise ConfigurationError("a coroutine loader needs AsyncCache")
+        return result
+
+    async def aload_many(self, keys: list[Key]) -> Mapping[Key, Any]:
+        result = self._loader(keys)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+class NamespaceCore:
+    """State of one namespace and the plan steps its read and write paths share.
+
+    Also the ``Target`` that write policies act on (``save``, ``erase``,
+    ``entries``, ``fill``, ``drop``). Public behaviour is in
+    :class:`tiercache.namespace.Namespace`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        prefix: str,
+        tiers: Sequence[Tier],
+        store: Store | None,
+        config: NamespaceConfig,
+        clock: Clock,
+        scheduler: Scheduler | None = None,
+        bus: Any = None,
+        max_staleness: float = 1.0,
+        log_interval: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.tiers = self._tiers = list(tiers)
+        self.store = store
+        self._clock = clock
+        self._scheduler = scheduler if scheduler is not None else ThreadScheduler()
+        self._bus = bus
+        self._prefix = prefix
+        self._base_prefix = f"{prefix}:{name}:"
+        self.key_prefix = self._base_prefix
+        self._str_prefix = self.key_prefix + "s:"
+        # Bookkeeping keys live under "#", which no namespace name can hold,
+        # so invalidate_all's SCAN of "prefix:name:*" never touches them.
+        self.journal_key = f"{prefix}:#wb:{name}"
+        self._version_key = f"{prefix}:#ver:{name}"
+        self._version = 0
+        self._version_tier: Any = next((t for t in self._tiers if hasattr(t, "bump_version")), None)
+        self.tier_stats = [LayerStats() for _ in self._tiers]
+        self.store_stats = LayerStats()
+        self._quiet = RateLimitedLog(log_interval)
+        self.bus_errors = 0
+        self._flights = Flights()
+        lease_tier = next((t for t in self._tiers if hasattr(t, "try_lock")), None)
+        self._lease_tier: Any = lease_tier if store is not None else None
+        self._fence = Fence()
+        self.max_staleness = max_staleness
+        self.has_store = store is not None
+        l1 = self._tiers[0] if self._tiers and not self._tiers[0].serialized else None
+        self._l1_lookup = getattr(l1, "lookup", None)
+        self._l1_stats = self.tier_stats[0] if self._l1_lookup is not None else None
+        self._apply(config)
+        self._policy.start(self, self._scheduler)
+
+    def _apply(self, config: NamespaceConfig, new_policy: bool = True) -> None:
+        self.config = config
+        if new_policy:
+            # Each namespace runs its own copy: a policy may keep per-namespace state.
+            self._policy: WritePolicy = copy_module.copy(config.write)
+        self.serializer = self._serializer = config.serializer
+        if config.invalidation.versioned:
+            self._set_version(self._read_version(), announce=False)
+        else:
+            self._set_prefix(self._base_prefix)
+        strategy_ttl = config.invalidation.ttl
+        self._tier_ttls = [_min_ttl(t.ttl, config.ttl, strategy_ttl) for t in self._tiers]
+
+    def __repr__(self) -> str:
+        return f"Namespace({self.name!r}, tiers={len(self._tiers)}, store={self.store!r})"
+
+    # -- keys and versions --------------------------------------------------
+
+    def _set_prefix(self, key_prefix: str) -> None:
+        # One assignment each: a concurrent reader sees the old or the new prefix.
+        self.key_prefix = key_prefix
+        self._str_prefix = key_prefix + "s:"
+
+    def _read_version(self) -> int:
+        tier = self._version_tier
+        if tier is None:
+            return self._version or 1
+        try:
+            return int(tier.read_version(self._version_key))
+        except TierError as exc:
+            self._warn("version", f"{self.name}: cannot read the namespace version: {exc}")
+            return self._version or 1
+
+    def _set_version(self, version: int, announce: bool) -> None:
+        """Move to ``version`` if it is newer; versions never go backwards."""
+        if version <= self._version:
+            return
+        self._version = version
+        self._set_prefix(f"{self._base_prefix}v{version}:")
+
+    def refresh_version(self) -> None:
+        """Re-read the namespace version (after a bus gap); only ever moves forward."""
+        if self.config.invalidation.versioned:
+            self._set_version(self._read_version(), announce=False)
+
+    def on_version(self, version: int) -> None:
+        """Another process bumped the namespace version."""
+        if self.config.invalidation.versioned:
+            self._set_version(version, announce=False)
+
+    # -- the bus: other processes' changes -----------------------------------
+
+    def on_invalidation(self, kind: str, keys: list[str]) -> None:
+        """Apply another process's change to our L1 (called by the bus listener)."""
+        if self._l1_lookup is None:
+            return
+        l1 = self._tiers[0]
+        self._touch(kind, keys)
+        if kind == "keys":
+            l1.delete_many(keys)
+        elif kind == "all":
+            l1.delete_prefix(self._base_prefix)
+        elif kind == "version" and keys:
+            self.on_version(int(keys[0]))
+
+    def on_gap(self) -> None:
+        """Invalidations may have been missed: drop our L1 copies, re-read the version."""
+        self._fence.bump_all()
+        if self.config.invalidation.broadcast and self._l1_lookup is not None:
+            self._tiers[0].delete_prefix(self._base_prefix)
+        self.refresh_version()
+
+    # -- keys ---------------------------------------------------------------
+
+    def tier_key(self, key: Key) -> str:
+        """The full key of ``key`` in every tier (``prefix:namespace:canonical``).
+
+        Raises:
+            InvalidKeyError: ``key`` is not a supported key type.
+        """
+        if type(key) is str:
+            return self._str_prefix + key
+        return self.key_prefix + encode_key(key)
+
+    # -- changes: fences, announcements, whole-namespace drops ---------------
+
+    def _drop_all(self) -> Plan[None]:
+        for t in range(len(self._tiers)):
+            yield from self._tier_call(t, "delete_prefix", (self._base_prefix,))
+
+    def _bump_version(self) -> Plan[None]:
+        old_prefix = self.key_prefix
+        tier = self._version_tier
+        version = self._version + 1
+        if tier is not None:
+            try:
+                version = yield (tier, "bump_version", (self._version_key,))
+            except TierError as exc:
+                # Redis unreachable: drop what we can reach, as Purge would.
+                self._warn("version", f"{self.name}: version bump failed, purging: {exc}")
+                yield from self._drop_all()
+                return
+        self._set_version(int(version), announce=True)
+        if self._l1_lookup is not None:
+            # Old copies are unreachable already; free the memory they hold.
+            yield from self._tier_call(0, "delete_prefix", (old_prefix,))
+        yield from self._publish("version", [str(version)])
+
+    def _announced(self, plan: Plan[None], kind: str, tier_keys: Sequence[str]) -> Plan[None]:
+        """Run a change, then tell the other processes (Purge and Versioned).
+
+        The fence is bumped before and after, so a read that loaded while
+        the change ran does not fill the tiers with what it loaded.
+        """
+        self._touch(kind, tier_keys)
+        try:
+            yield from plan
+        finally:
+            self._touch(kind, tier_keys)
+        yield from self._publish(kind, tier_keys)
+
+    def _touch(self, kind: str, tier_keys: Sequence[str]) -> None:
+        if kind == "keys":
+            self._fence.bump(tier_keys)
+        else:
+            self._fence.bump_all()
+
+    def _publish(self, kind: str, tier_keys: Sequence[str]) -> Plan[None]:
+        if self._bus is None or not self.config.invalidation.broadcast:
+            return
+        try:
+            yield (self._bus, "publish", (self.name, kind, list(tier_keys)))
+        except TierError as exc:
+            self.bus_errors += 1
+            self._warn("bus", f"{self.name}: invalidation not announced: {exc}")
+
+    # -- the Target protocol: sub-plans the write policies compose ----------
+
+    def save(self, items: dict[Key, Any]) -> Plan[None]:
+        started = _perf()
+        try:
+            yield (self.store, "save_many", (items,))
+        except Exception:
+            self.store_stats.errors += 1
+            raise
+        self.store_stats.latency.add(_perf() - started)
+        self.store_stats.sets += len(items)
+
+    def erase(self, keys: Sequence[Key]) -> Plan[None]:
+        try:
+            yield (self.store, "delete_many", (list(keys),))
+        except Exception:
+            self.store_stats.errors += 1
+            raise
+        self.store_stats.deletes += len(keys)
+
+    def entries(self, batch: WriteBatch, t: int) -> list[TierEntry]:
+        """Tier ``t``'s entries for the batch's values."""
+        tier = self._tiers[t]
+        ttl = self._fill_ttl(t)
+        return [
+            (k, blob if tier.serialized else value, ttl, len(blob))
+            for k, value, blob in zip(batch.tier_keys, batch.values, batch.data)
+        ]
+
+    def fill(self, batch: WriteBatch, skip: int | None = None) -> Plan[None]:
+        for t in range(len(self._tiers)):
+            if t == skip:
+                self.tier_stats[t].sets += len(batch.keys)
+                continue
+            entries = self.entries(batch, t)
+            if (yield from self._tier_call(t, "set_many", (entries, batch.now))):
+                self.tier_stats[t].sets += len(entries)
+
+    def drop(self, tier_keys: Sequence[str]) -> Plan[None]:
+        for t in range(len(self._tiers)):
+            if (yield from self._tier_call(t, "delete_many", (list(tier_keys),))):
+                self.tier_stats[t].deletes += len(tier_keys)
+
+    def _fill_ttl(self, t: int, ttl: float | None = None) -> float | None:
+        """The TTL of a copy written into tier ``t``; short while the bus is deaf."""
+        ttl = _min_ttl(self._tier_ttls[t], ttl)
+        bus = self._bus
+        if bus is not None and not self._tiers[t].serialized and not bus.healthy:
+            # Invalidations may not reach us: keep L1 copies no older than this.
+            ttl = _min_ttl(ttl, self.max_staleness)
+        return ttl
+
+    # -- failure handling ---------------------------------------------------
+
+    def _tier_call(self, t: int, method: str, args: tuple[Any, ...]) -> Plan[bool]:
+        """One tier operation; a tier failure is counted, logged and read around."""
+        try:
+            yield (self._tiers[t], method, args)
+        except TierError as exc:
+            self._tier_failed(t, method, exc)
+            return False
+        return True
+
+    def _tier_failed(self, t: int, what: str, exc: TierError) -> None:
+        self.tier_stats[t].errors += 1
+        self._warn(f"tier{t}", f"{self.name}: tier L{t + 1} {what} failed, degrading: {exc}")
+
+    def _undecodable(self, t: int, tier_key: str, why: str) -> None:
+        self.tier_stats[t].undecodable += 1
+        self._warn(f"undecodable{t}", f"{self.name}: undecodable bytes at {tier_key!r} "
+                   f"in L{t + 1} treated as a miss: {why}")
+
+    def _warn(self, topic: str, message: str) -> None:
+        suppressed = self._quiet.should_log(topic, time.monotonic())
+        if suppressed is not None:
+            extra = f" ({suppressed} similar suppressed)" if suppressed else ""
+            log.warning("%s%s", message, extra)
