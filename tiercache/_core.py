@@ -6,6 +6,7 @@ import asyncio
 import copy as copy_module
 import inspect
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class NamespaceConfig:
     max_value_bytes: int | None = None
     serializer: Serializer = field(default_factory=MsgpackSerializer)
     copy: bool = False
+    ttl_jitter: float = 0.0
 
     @classmethod
     def build(
@@ -65,6 +67,7 @@ class NamespaceConfig:
         max_value_bytes: int | None = None,
         serializer: Serializer | None = None,
         copy: bool = False,
+        ttl_jitter: float | None = None,
     ) -> NamespaceConfig:
         """Validate user options into a config.
 
@@ -93,7 +96,16 @@ class NamespaceConfig:
             max_value_bytes=max_value_bytes,
             serializer=serializer if serializer is not None else MsgpackSerializer(),
             copy=bool(copy),
+            ttl_jitter=_fraction(ttl_jitter),
         )
+
+
+def _fraction(value: float | None) -> float:
+    if value is None:
+        return 0.0
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+        raise ConfigurationError(f"ttl_jitter must be a fraction in [0, 1), got {value!r}")
+    return float(value)
 
 
 def _min_ttl(*ttls: float | None) -> float | None:
@@ -211,6 +223,7 @@ class NamespaceCore:
         # One assignment each: a concurrent reader sees the old or the new prefix.
         self.key_prefix = key_prefix
         self._str_prefix = key_prefix + "s:"
+        self._int_prefix = key_prefix + "i:"
 
     def _read_version(self) -> int:
         tier = self._version_tier
@@ -346,11 +359,11 @@ class NamespaceCore:
         self.store_stats.deletes += len(keys)
 
     def entries(self, batch: WriteBatch, t: int) -> list[TierEntry]:
-        """Tier ``t``'s entries for the batch's values."""
+        """Tier ``t``'s entries for the batch's values (each with its own jittered TTL)."""
         tier = self._tiers[t]
-        ttl = self._fill_ttl(t)
+        fill_ttl = self._fill_ttl
         return [
-            (k, blob if tier.serialized else value, ttl, len(blob))
+            (k, blob if tier.serialized else value, fill_ttl(t), len(blob))
             for k, value, blob in zip(batch.tier_keys, batch.values, batch.data)
         ]
 
@@ -369,8 +382,15 @@ class NamespaceCore:
                 self.tier_stats[t].deletes += len(tier_keys)
 
     def _fill_ttl(self, t: int, ttl: float | None = None) -> float | None:
-        """The TTL of a copy written into tier ``t``; short while the bus is deaf."""
+        """The TTL of a copy written into tier ``t``; short while the bus is deaf.
+
+        With ``ttl_jitter`` each copy loses a random part of its TTL, so copies
+        written together do not all expire (and miss) together.
+        """
         ttl = _min_ttl(self._tier_ttls[t], ttl)
+        jitter = self.config.ttl_jitter
+        if jitter and ttl is not None:
+            ttl *= 1.0 - random.random() * jitter
         bus = self._bus
         if bus is not None and not self._tiers[t].serialized and not bus.healthy:
             # Invalidations may not reach us: keep L1 copies no older than this.

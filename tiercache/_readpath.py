@@ -250,7 +250,9 @@ class ReadPath(NamespaceCore):
     def _load_source(
         self, wanted: list[Key], loader: Callable[[list[Key]], Mapping[Key, Any]] | None
     ) -> Plan[Mapping[Key, Any]]:
-        source: Any = _LoaderStore(loader) if loader is not None else self.store
+        source: Any = self.store
+        if loader is not None:
+            source = loader if hasattr(loader, "load_many") else _LoaderStore(loader)
         started = _perf()
         try:
             loaded = yield (source, "load_many", (wanted,))

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import atexit
+import hashlib
 import logging
+import re
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, ClassVar
 
-from ._types import Clock, monotonic
+from ._types import Clock, Key, monotonic, seconds
+from .decorators import cached_function
 from .errors import ConfigurationError
 from .invalidation import Invalidation
 from .keys import check_name
@@ -139,6 +142,7 @@ class Cache:
         store: Store | None = None,
         serializer: Serializer | None = None,
         copy: bool = False,
+        ttl_jitter: float | None = None,
     ) -> Namespace:
         """Return the namespace ``name``, creating it with these options on first use.
 
@@ -155,6 +159,8 @@ class Cache:
             store: this namespace's store, instead of the cache's.
             serializer: msgpack by default.
             copy: return a deep copy on every read, so callers may mutate it.
+            ttl_jitter: take up to this fraction off each copy's TTL, at random,
+                so entries written together do not expire together.
 
         Raises:
             ConfigurationError: malformed name or options, or a conflicting redefinition.
@@ -170,10 +176,14 @@ class Cache:
             max_value_bytes=max_value_bytes,
             serializer=serializer,
             copy=copy,
+            ttl_jitter=ttl_jitter,
         )
         given = any(
             option is not None
-            for option in (write, invalidation, ttl, negative_ttl, max_value_bytes, store, serializer)
+            for option in (
+                write, invalidation, ttl, negative_ttl, max_value_bytes, store, serializer,
+                ttl_jitter,
+            )
         ) or copy
         with self._lock:
             if self._closed:
@@ -200,6 +210,68 @@ class Cache:
             )
             self._namespaces[name] = ns
             return ns
+
+    def cached(
+        self,
+        namespace: str | None = None,
+        *,
+        ttl: float | timedelta | None = None,
+        key: Callable[..., Key] | None = None,
+        negative_ttl: float | timedelta | None = None,
+        stale_while_revalidate: float | timedelta | None = None,
+        stale_if_error: float | timedelta | None = None,
+        ttl_jitter: float | None = None,
+        write: WritePolicy | None = None,
+        invalidation: Invalidation | None = None,
+        max_value_bytes: int | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Memoize a function or method, sync or async, in a namespace of this cache.
+
+        Args:
+            namespace: defaults to ``fn.<module>.<qualname>`` (shortened to fit).
+            ttl: how long a result is fresh.
+            key: ``key(*args, **kwargs) -> key`` instead of the bound arguments.
+            negative_ttl: a function returning ``tiercache.MISSING`` means "not
+                found"; that answer is cached this long (and returned as MISSING).
+            stale_while_revalidate: after ``ttl``, serve the old result for up
+                to this long while one background call refreshes it.
+            stale_if_error: after ``ttl``, if the function raises, serve the
+                old result for up to this long instead of raising.
+            ttl_jitter: fraction of each TTL taken off at random.
+            write, invalidation, max_value_bytes: as for :meth:`namespace`.
+
+        The wrapper gains ``invalidate(*args, **kwargs)`` (drop that call's
+        result everywhere), ``refresh(*args, **kwargs)`` (call now and cache)
+        and ``cache_key(*args, **kwargs)``. Concurrent misses of one call run
+        the function once: across threads, coroutines and, with a Redis tier,
+        processes.
+
+        Raises:
+            ConfigurationError: bad options (checked when decorating).
+        """
+        fresh = seconds(ttl)
+        swr = seconds(stale_while_revalidate, "stale_while_revalidate")
+        sie = seconds(stale_if_error, "stale_if_error")
+        if (swr or sie) and fresh is None:
+            raise ConfigurationError("stale_while_revalidate and stale_if_error need ttl=")
+        hard = fresh + max(swr or 0.0, sie or 0.0) if fresh is not None else None
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            ns = self.namespace(
+                namespace if namespace is not None else _function_namespace(fn),
+                ttl=hard,
+                negative_ttl=negative_ttl,
+                ttl_jitter=ttl_jitter,
+                write=write,
+                invalidation=invalidation,
+                max_value_bytes=max_value_bytes,
+            )
+            return cached_function(
+                fn, ns, key=key, ttl=fresh,
+                stale_while_revalidate=swr, stale_if_error=sie,
+            )
+
+        return decorate
 
     @property
     def namespaces(self) -> dict[str, Namespace]:
@@ -276,6 +348,15 @@ class Cache:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _function_namespace(fn: Callable[..., Any]) -> str:
+    """``fn.<module>.<qualname>`` with only name characters; hashed past 64."""
+    raw = f"fn.{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)}"
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", raw)
+    if len(name) > 64:
+        name = name[:51] + "." + hashlib.sha256(raw.encode()).hexdigest()[:12]
+    return name
 
 
 def _close_at_exit(ref: weakref.ref[Cache]) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from ._core import _NOTHING as NOTHING
 from ._core import _SLEEP, NamespaceConfig
 from ._plan import Plan, run
 from ._readpath import ReadPath
@@ -83,6 +84,32 @@ class Namespace(ReadPath):
         value = found.get(0, MISSING)
         return default if value is MISSING else value
 
+    def _l1_peek(self, key: Key) -> Any:
+        """The L1 copy of ``key`` (MISSING for a cached absence), or ``NOTHING``."""
+        lookup = self._l1_lookup
+        if lookup is None:
+            return NOTHING
+        kind = type(key)
+        if kind is str:
+            tier_key = self._str_prefix + key  # type: ignore[operator]
+        elif kind is int:
+            tier_key = self._int_prefix + str(key)
+        else:
+            tier_key = self.tier_key(key)
+        try:
+            value, expires_at, _ = lookup(tier_key)
+        except KeyError:
+            return NOTHING
+        if expires_at > self._clock():
+            self._l1_stats.hits += 1  # type: ignore[union-attr]
+            return value
+        return NOTHING
+
+    def _get_or_load(self, key: Key, loader: Any) -> Plan[Any]:
+        """Read ``key`` through the tiers, loading a miss from ``loader``; MISSING if none."""
+        found = yield from self._read([key], [self.tier_key(key)], self._clock(), loader)
+        return found.get(0, MISSING)
+
     def get_many(self, keys: Iterable[Key], *, loader: Loader | None = None) -> Any:
         """Return ``{key: value}`` for the keys found (a cached ``None`` included).
 
@@ -131,8 +158,11 @@ class Namespace(ReadPath):
         Raises:
             InvalidKeyError, SerializationError, ValueTooLargeError, StoreError: as :meth:`set`.
         """
-        batch = self._prepare(items)
-        return self._drive(self._announced(self._policy.write(batch, self), "keys", batch.tier_keys))
+        return self._drive(self._set_plan(items))
+
+    def _set_plan(self, items: Mapping[Key, Any]) -> Plan[None]:
+        batch = self._prepare(items)  # validation before any I/O: raises at call time
+        return self._announced(self._policy.write(batch, self), "keys", batch.tier_keys)
 
     def _prepare(self, items: Mapping[Key, Any]) -> WriteBatch:
         if not isinstance(items, Mapping):
@@ -179,9 +209,11 @@ class Namespace(ReadPath):
 
     def invalidate_many(self, keys: Iterable[Key]) -> Any:
         """Drop the cached copies of several keys in every tier and process."""
-        keys = list(dict.fromkeys(keys))
-        tier_keys = [self.tier_key(k) for k in keys]
-        return self._drive(self._announced(self.drop(tier_keys), "keys", tier_keys))
+        return self._drive(self._invalidate_plan(keys))
+
+    def _invalidate_plan(self, keys: Iterable[Key]) -> Plan[None]:
+        tier_keys = [self.tier_key(k) for k in dict.fromkeys(keys)]
+        return self._announced(self.drop(tier_keys), "keys", tier_keys)
 
     def invalidate_all(self) -> Any:
         """Drop every cached copy in this namespace, in every tier and process.

@@ -1,0 +1,314 @@
+"""cached(): memoize sync and async functions and methods in a namespace.
+
+The key is the call's arguments bound to the function's signature with
+defaults applied, so ``f(1)``, ``f(a=1)`` and ``f(b=2, a=1)`` (``b=2`` the
+default) are one key; it is built from the values themselves, never from
+``id()`` or a repr, so it is the same in every process and after a restart.
+A first parameter named ``self`` or ``cls`` is left out: a method's results
+are shared by its instances (pass ``key=`` when they must not be).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._core import _NOTHING as NOTHING
+from ._plan import arun, run
+from ._types import MISSING, Key
+from .errors import InvalidKeyError, SerializationError
+from .serialization import MsgpackSerializer
+
+if TYPE_CHECKING:
+    from .namespace import Namespace
+
+__all__ = ["call_key", "cached_function"]
+
+log = logging.getLogger("tiercache")
+
+_P = inspect.Parameter
+_SIMPLE = (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
+_canonical = MsgpackSerializer()
+_KEY_TYPES = (str, int)
+
+
+def call_key(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Key]:
+    """The function that turns a call's arguments into a cache key for ``fn``.
+
+    One parameter: the key is the argument; several: a tuple of them. ``str``
+    and ``int`` arguments stand as they are; ``bytes`` get a ``0x00`` byte in
+    front and every other value becomes ``0xff`` + its canonical msgpack
+    (dicts and sets sorted), so no two different calls share a key.
+
+    Raises (from the returned function):
+        InvalidKeyError: an argument has no canonical form (pass ``key=``).
+    """
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    skip = 1 if params and params[0].name in ("self", "cls") else 0
+    simple = all(p.kind in _SIMPLE for p in params)
+    arity = len(params)
+    single = arity - skip == 1 and simple
+
+    def make(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Key:
+        if simple and not kwargs and len(args) == arity:
+            values: tuple[Any, ...] = args[skip:] if skip else args
+        else:
+            try:
+                bound = sig.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise InvalidKeyError(f"{fn.__qualname__}: {exc}") from exc
+            bound.apply_defaults()
+            values = tuple(_flatten(params, bound.arguments))[skip:]
+        if single:
+            value = values[0]
+            return value if type(value) in _KEY_TYPES else _keyable(value, fn)
+        return tuple(v if type(v) in _KEY_TYPES else _keyable(v, fn) for v in values)
+
+    return make
+
+
+def _flatten(params: list[inspect.Parameter], arguments: dict[str, Any]) -> list[Any]:
+    out: list[Any] = []
+    for p in params:
+        value = arguments[p.name]
+        if p.kind is _P.VAR_KEYWORD:
+            out.append(tuple(sorted(value.items())))
+        else:
+            out.append(value)
+    return out
+
+
+def _keyable(value: Any, fn: Callable[..., Any]) -> Key:
+    if type(value) is bytes:
+        return b"\x00" + value
+    try:
+        return b"\xff" + _canonical.dumps(_normal(value))
+    except (SerializationError, TypeError) as exc:
+        raise InvalidKeyError(
+            f"{fn.__qualname__}: argument {value!r:.60} has no stable key; pass key=: {exc}"
+        ) from exc
+
+
+def _normal(value: Any) -> Any:
+    """A form whose msgpack is the same for equal values (dict and set order fixed)."""
+    kind = type(value)
+    if kind is dict:
+        pairs = [(_normal(k), _normal(v)) for k, v in value.items()]
+        pairs.sort(key=lambda kv: _canonical.dumps(kv[0]))
+        return ("d", tuple(pairs))
+    if kind is set or kind is frozenset:
+        items = [_normal(v) for v in value]
+        items.sort(key=_canonical.dumps)
+        return ("s", tuple(items))
+    if kind is list:
+        return ("l", tuple(_normal(v) for v in value))
+    if kind is tuple:
+        return tuple(_normal(v) for v in value)
+    return value
+
+
+def _single_parameter(fn: Callable[..., Any]) -> bool:
+    """True for ``f(x)`` and ``obj.f(x)``: one plain parameter besides self/cls."""
+    params = list(inspect.signature(fn).parameters.values())
+    if params and params[0].name in ("self", "cls"):
+        params = params[1:]
+    return len(params) == 1 and params[0].kind in _SIMPLE
+
+
+class _Call:
+    """One call of the decorated function, as a plan step and as a loader.
+
+    ``call``/``acall`` run it (``acall`` awaits a coroutine function);
+    ``load_many``/``aload_many`` let the namespace's read path load through
+    it, single-flight included.
+    """
+
+    nonblocking = False
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 key: Key, wrap: Callable[[Any], Any]) -> None:
+        self.fn, self.args, self.kwargs, self.key, self.wrap = fn, args, kwargs, key, wrap
+
+    def call(self) -> Any:
+        return self.fn(*self.args, **self.kwargs)
+
+    async def acall(self) -> Any:
+        return await self.fn(*self.args, **self.kwargs)
+
+    def load_many(self, keys: list[Key]) -> dict[Key, Any]:
+        return self._found(self.call())
+
+    async def aload_many(self, keys: list[Key]) -> dict[Key, Any]:
+        result = self.fn(*self.args, **self.kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return self._found(result)
+
+    def _found(self, result: Any) -> dict[Key, Any]:
+        # A function returns MISSING to say "not found" (cached for negative_ttl).
+        return {} if result is MISSING else {self.key: self.wrap(result)}
+
+
+def cached_function(
+    fn: Callable[..., Any],
+    ns: Namespace,
+    *,
+    key: Callable[..., Key] | None,
+    ttl: float | None,
+    stale_while_revalidate: float | None,
+    stale_if_error: float | None,
+) -> Callable[..., Any]:
+    """Wrap ``fn``; see :meth:`tiercache.Cache.cached` for the behaviour."""
+    if key is None:
+        make_key = call_key(fn)
+    else:
+        custom = key
+
+        def make_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Key:
+            return custom(*args, **kwargs)
+
+    soft = bool(stale_while_revalidate or stale_if_error)
+    is_async = inspect.iscoroutinefunction(fn)
+    drive: Callable[[Any], Any] = arun if is_async else run
+    refreshing: set[Key] = set()
+    refreshing_lock = threading.Lock()
+    peek = ns._l1_peek
+
+    def wrap(value: Any) -> Any:
+        # Under soft expiry the cache holds [fresh until (wall clock), value];
+        # the namespace's TTL (ttl + grace) keeps it for serving stale.
+        return [time.time() + ttl, value] if soft else value  # type: ignore[operator]
+
+    def refresh_plan(call: _Call) -> Any:
+        result = yield (call, "call", ())
+        if result is not MISSING:
+            yield from ns._set_plan({call.key: wrap(result)})
+        else:
+            yield from ns._invalidate_plan([call.key])
+        return result
+
+    def background_refresh(call: _Call) -> None:
+        with refreshing_lock:
+            if call.key in refreshing:
+                return  # one refresh per key at a time
+            refreshing.add(call.key)
+
+        def done() -> None:
+            with refreshing_lock:
+                refreshing.discard(call.key)
+
+        if is_async:
+            async def task() -> None:
+                try:
+                    await arun(refresh_plan(call))
+                except Exception:
+                    log.warning("%s: background refresh failed", fn.__qualname__, exc_info=True)
+                finally:
+                    done()
+
+            asyncio.get_running_loop().create_task(task())
+            return
+
+        def thread() -> None:
+            try:
+                run(refresh_plan(call))
+            except Exception:
+                log.warning("%s: background refresh failed", fn.__qualname__, exc_info=True)
+            finally:
+                done()
+
+        threading.Thread(target=thread, name="tiercache-refresh", daemon=True).start()
+
+    def miss_plan(call: _Call, hit: Any) -> Any:
+        """After an L1 miss (hit is NOTHING) or with a soft-expired entry in hand."""
+        if hit is NOTHING:
+            hit = yield from ns._get_or_load(call.key, call)
+        if not soft or hit is MISSING:
+            return hit
+        fresh_until, value = hit
+        now = time.time()
+        if now < fresh_until:
+            return value
+        if stale_while_revalidate and now < fresh_until + stale_while_revalidate:
+            background_refresh(call)
+            return value
+        try:
+            return (yield from refresh_plan(call))
+        except Exception:
+            if stale_if_error and now < fresh_until + stale_if_error:
+                log.warning("%s failed; serving its stale value", fn.__qualname__)
+                return value
+            raise
+
+    if is_async:
+
+        @functools.wraps(fn)
+        async def awrapper(*args: Any, **kwargs: Any) -> Any:
+            k = make_key(args, kwargs)
+            hit = peek(k)
+            if hit is not NOTHING and not soft:
+                return hit
+            return await arun(miss_plan(_Call(fn, args, kwargs, k, wrap), hit))
+
+        wrapper: Callable[..., Any] = awrapper
+    else:
+
+        def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            k = make_key(args, kwargs)
+            hit = peek(k)
+            if hit is not NOTHING and not soft:
+                return hit
+            return run(miss_plan(_Call(fn, args, kwargs, k, wrap), hit))
+
+        lookup, clock, l1_stats = ns._l1_lookup, ns._clock, ns._l1_stats
+        if key is None and not soft and lookup is not None and _single_parameter(fn):
+            arity = len(inspect.signature(fn).parameters)
+
+            # The common memoized call, f(n) or obj.f(n) with an int or str:
+            # the namespace's L1 hit path inlined (lookup, time compare, counter).
+            @functools.wraps(fn)
+            def swrapper(*args: Any, **kwargs: Any) -> Any:
+                if not kwargs and len(args) == arity:
+                    arg = args[-1]
+                    kind = type(arg)
+                    if kind is int or kind is str:
+                        prefix = ns._int_prefix if kind is int else ns._str_prefix
+                        try:
+                            value, expires_at, _ = lookup(prefix + str(arg))
+                        except KeyError:
+                            pass
+                        else:
+                            if expires_at > clock():
+                                l1_stats.hits += 1  # type: ignore[union-attr]
+                                return value
+                return slow(args, kwargs)
+
+        else:
+
+            @functools.wraps(fn)
+            def swrapper(*args: Any, **kwargs: Any) -> Any:
+                return slow(args, kwargs)
+
+        wrapper = swrapper
+
+    def invalidate(*args: Any, **kwargs: Any) -> Any:
+        """Drop the cached result of this call, in every tier and process."""
+        return drive(ns._invalidate_plan([make_key(args, kwargs)]))
+
+    def refresh(*args: Any, **kwargs: Any) -> Any:
+        """Call the function now and cache its result, whatever was cached."""
+        k = make_key(args, kwargs)
+        return drive(refresh_plan(_Call(fn, args, kwargs, k, wrap)))
+
+    wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+    wrapper.refresh = refresh  # type: ignore[attr-defined]
+    wrapper.namespace = ns  # type: ignore[attr-defined]
+    wrapper.cache_key = lambda *a, **kw: make_key(a, kw)  # type: ignore[attr-defined]
+    return wrapper
