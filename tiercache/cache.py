@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ._types import Clock, Key, monotonic, seconds
 from .decorators import cached_function
@@ -20,6 +20,7 @@ from .invalidation import Invalidation
 from .keys import check_name
 from .namespace import Namespace, NamespaceConfig
 from .policies import WritePolicy
+from .repository import RepositoryStore, wrap_repository
 from .scheduler import Scheduler, ThreadScheduler
 from .serialization import Serializer
 from .stores.base import Store
@@ -28,6 +29,8 @@ from .tiers.base import Tier
 log = logging.getLogger("tiercache")
 
 __all__ = ["DEFAULT_PREFIX", "Cache"]
+
+R = TypeVar("R")
 
 DEFAULT_PREFIX = "tiercache"
 """Key prefix in shared tiers when ``Cache(prefix=...)`` is not given."""
@@ -272,6 +275,44 @@ class Cache:
             )
 
         return decorate
+
+    def wrap(
+        self,
+        repository: R,
+        *,
+        namespace: str,
+        get: str | None = None,
+        get_many: str | None = None,
+        save: str | None = None,
+        delete: str | None = None,
+        write: WritePolicy | None = None,
+        invalidation: Invalidation | None = None,
+        ttl: float | timedelta | None = None,
+        negative_ttl: float | timedelta | None = None,
+        max_value_bytes: int | None = None,
+    ) -> R:
+        """Cache an application's repository object behind a namespace.
+
+        ``get``, ``get_many``, ``save`` and ``delete`` name the repository's
+        methods: ``get(key)`` returns the value or ``None`` when absent,
+        ``get_many(keys)`` a dict, ``save(key, value)``, ``delete(key)``.
+        The returned object has the repository's methods (and type): the
+        named reads go through the namespace's tiers, the named writes
+        through its write policy (so ``WriteBack`` batches the saves), and
+        every other attribute is the repository's own. Under ``AsyncCache``
+        the named methods may be coroutines.
+
+        Raises:
+            ConfigurationError: a named method does not exist, or neither
+                ``get`` nor ``get_many`` is named.
+        """
+        names = {"get": get, "get_many": get_many, "save": save, "delete": delete}
+        store = RepositoryStore(repository, **names)
+        ns = self.namespace(
+            namespace, store=store, write=write, invalidation=invalidation, ttl=ttl,
+            negative_ttl=negative_ttl, max_value_bytes=max_value_bytes,
+        )
+        return wrap_repository(repository, ns, names)
 
     @property
     def namespaces(self) -> dict[str, Namespace]:
