@@ -190,8 +190,7 @@ class NamespaceCore:
         self._quiet = RateLimitedLog(log_interval)
         self.bus_errors = 0
         self._flights = Flights()
-        lease_tier = next((t for t in self._tiers if hasattr(t, "try_lock")), None)
-        self._lease_tier: Any = lease_tier if store is not None else None
+        self._lease_tier: Any = next((t for t in self._tiers if hasattr(t, "lease_many")), None)
         self._fence = Fence()
         self.max_staleness = max_staleness
         self.has_store = store is not None
@@ -367,17 +366,30 @@ class NamespaceCore:
             for k, value, blob in zip(batch.tier_keys, batch.values, batch.data)
         ]
 
-    def fill(self, batch: WriteBatch, skip: int | None = None) -> Plan[None]:
-        for t in range(len(self._tiers)):
+    def fill(self, batch: WriteBatch, skip: int | None = None, shared: bool = True) -> Plan[None]:
+        for t, tier in enumerate(self._tiers):
             if t == skip:
                 self.tier_stats[t].sets += len(batch.keys)
                 continue
+            if tier.serialized and not shared:
+                continue
             entries = self.entries(batch, t)
-            if (yield from self._tier_call(t, "set_many", (entries, batch.now))):
+            stale: list[str] = []
+            if not tier.serialized and batch.fence is not None:
+                # Another write to a key began after ours: its value may be
+                # newer, so drop our copy rather than put ours over it.
+                fresh = self._fence.unchanged(batch.fence, batch.tier_keys)
+                stale = [k for k, ok in zip(batch.tier_keys, fresh) if not ok]
+                entries = [e for e, ok in zip(entries, fresh) if ok]
+            if entries and (yield from self._tier_call(t, "set_many", (entries, batch.now))):
                 self.tier_stats[t].sets += len(entries)
+            if stale:
+                yield from self._tier_call(t, "delete_many", (stale,))
 
-    def drop(self, tier_keys: Sequence[str]) -> Plan[None]:
-        for t in range(len(self._tiers)):
+    def drop(self, tier_keys: Sequence[str], local: bool = True) -> Plan[None]:
+        for t, tier in enumerate(self._tiers):
+            if not local and not tier.serialized:
+                continue
             if (yield from self._tier_call(t, "delete_many", (list(tier_keys),))):
                 self.tier_stats[t].deletes += len(tier_keys)
 
@@ -407,6 +419,14 @@ class NamespaceCore:
             self._tier_failed(t, method, exc)
             return False
         return True
+
+    def _tier_call_result(self, t: int, method: str, args: tuple[Any, ...]) -> Plan[Any]:
+        """Like ``_tier_call``, but returns the operation's result (None on failure)."""
+        try:
+            return (yield (self._tiers[t], method, args))
+        except TierError as exc:
+            self._tier_failed(t, method, exc)
+            return None
 
     def _tier_failed(self, t: int, what: str, exc: TierError) -> None:
         self.tier_stats[t].errors += 1

@@ -28,6 +28,17 @@ __all__ = ["ReadPath"]
 _Fills = list[list[tuple[int, Any, bytes | None, float | None]]]
 
 
+class _Leases:
+    """This read's leases on Redis keys: the token, the keys held, the keys served by others."""
+
+    __slots__ = ("token", "held", "served")
+
+    def __init__(self) -> None:
+        self.token = ""
+        self.held: set[str] = set()
+        self.served: set[str] = set()
+
+
 class ReadPath(NamespaceCore):
     """The read path, as plans the sync and async drivers both run."""
 
@@ -40,8 +51,7 @@ class ReadPath(NamespaceCore):
     ) -> Plan[dict[int, Any]]:
         """The read path for a batch: ``{index: value}``, MISSING for a cached absence."""
         found: dict[int, Any] = {}
-        # fills[t]: (index, value, serialized bytes or None, ttl) to write into tier t
-        fills: list[list[tuple[int, Any, bytes | None, float | None]]] = [[] for _ in self._tiers]
+        fills: _Fills = [[] for _ in self._tiers]
         pending = yield from self._read_tiers(tier_keys, now, found, fills)
         if pending and self.store is not None and loader is None:
             fields = [encode_key(keys[i]) for i in pending]
@@ -50,13 +60,33 @@ class ReadPath(NamespaceCore):
                 for n, value in held.items():
                     found[pending[n]] = value  # MISSING: a delete not yet flushed
                 pending = [i for n, i in enumerate(pending) if n not in held]
-        if pending and (loader is not None or self.store is not None):
-            yield from self._load(keys, tier_keys, pending, loader, found, fills)
-        for t, tier in enumerate(self._tiers):
-            if fills[t]:
+        leases = _Leases()
+        try:
+            if pending and (loader is not None or self.store is not None):
+                yield from self._load(keys, tier_keys, pending, loader, found, fills, leases)
+            for t, tier in enumerate(self._tiers):
+                if not fills[t]:
+                    continue
                 entries = self._entries(tier, tier_keys, fills[t])
-                if entries:
-                    yield from self._tier_call(t, "set_many", (entries, now))
+                if not entries:
+                    continue
+                if tier is self._lease_tier:
+                    # Loaded values reach the shared tier only through our
+                    # lease: a writer who touched the key since took it away.
+                    entries = [e for e in entries if e[0] in leases.held]
+                    if entries and leases.token:
+                        filled = yield from self._tier_call_result(
+                            t, "fill_leased", (entries, leases.token)
+                        )
+                        if filled is not None:
+                            leases.held.difference_update(e[0] for e in entries)
+                    continue
+                yield from self._tier_call(t, "set_many", (entries, now))
+        finally:
+            if leases.held:
+                yield from self._tier_call(
+                    self._tiers.index(self._lease_tier), "release", (sorted(leases.held), leases.token)
+                )
         return found
 
     def _read_tiers(
@@ -118,13 +148,19 @@ class ReadPath(NamespaceCore):
         pending: list[int],
         loader: Callable[[list[Key]], Mapping[Key, Any]] | None,
         found: dict[int, Any],
-        fills: list[list[tuple[int, Any, bytes | None, float | None]]],
+        fills: _Fills,
+        leases: _Leases,
     ) -> Plan[None]:
-        """Load what no tier had: one load per key across this process's callers.
+        """Load what no tier had: one load per key, fenced fills.
 
-        The first caller to miss a key leads and loads it; concurrent callers
-        wait for its result. The fills are fenced: a key written, deleted or
-        invalidated while it was loading is not put back into any tier.
+        In this process the first caller to miss a key leads and loads it;
+        concurrent callers wait for its result. With a Redis tier the leader
+        also takes a lease per key (memcache's idea): only a lease holder may
+        fill Redis, and a write or invalidation of the key in any process
+        takes the lease away, so a load that raced a write never puts the
+        older value back. A single-key miss whose lease another process holds
+        waits for that process's value instead of loading it again. L1 fills
+        are fenced the same way by this process's own generation counters.
         """
         wanted = [tier_keys[i] for i in pending]
         fence = self._fence.snapshot(wanted)
@@ -135,14 +171,7 @@ class ReadPath(NamespaceCore):
             mine = [i for i in pending if tier_keys[i] in leading]
             error: BaseException | None = None
             try:
-                if len(mine) == 1 and self._lease_tier is not None:
-                    # A herd can span processes: lead across them through Redis.
-                    value = yield from self._load_shared(keys[mine[0]], tier_keys[mine[0]], loader)
-                    results[tier_keys[mine[0]]] = value
-                else:
-                    loaded = yield from self._load_source([keys[i] for i in mine], loader)
-                    for i in mine:
-                        results[tier_keys[i]] = loaded.get(keys[i], MISSING)
+                yield from self._load_leading(keys, tier_keys, mine, loader, results, leases)
             except BaseException as exc:
                 error = exc
                 raise
@@ -155,7 +184,7 @@ class ReadPath(NamespaceCore):
         for i in pending:
             key = tier_keys[i]
             value = results.get(key, MISSING)
-            fill = key in leading and fresh[key]
+            fill = key in leading and fresh[key] and key not in leases.served
             if value is MISSING:
                 self.store_stats.misses += 1
                 if negative_ttl is not None:
@@ -170,53 +199,50 @@ class ReadPath(NamespaceCore):
                 for t in range(len(self._tiers)):
                     fills[t].append((i, value, None, self._fill_ttl(t)))
 
-    def _load_shared(
-        self, key: Key, tier_key: str, loader: Callable[[list[Key]], Mapping[Key, Any]] | None
-    ) -> Plan[Any]:
-        """Load one key with a lease in Redis, so one process of a herd loads it.
-
-        The lease holder loads and fills L2 (and releases the lease once the
-        fill is done); the others poll L2 for its value. A lease expires, so
-        a waiter never waits for a holder that died: it takes the lease over.
-        """
+    def _load_leading(
+        self,
+        keys: Sequence[Key],
+        tier_keys: Sequence[str],
+        mine: list[int],
+        loader: Callable[[list[Key]], Mapping[Key, Any]] | None,
+        results: dict[str, Any],
+        leases: _Leases,
+    ) -> Plan[None]:
         tier = self._lease_tier
-        lease = f"{self._prefix}:#lease:{self.name}:{encode_key(key)}"
-        if len(lease) > MAX_KEY_LENGTH:
-            lease = hash_long_key(lease)
-        token = uuid.uuid4().hex
-        deadline = time.monotonic() + LEASE_TTL * 2
-        pause = 0.002
-        for _attempt in range(10_000):  # bounded; the deadline ends it sooner
-            try:
-                held = yield (tier, "try_lock", (lease, token, LEASE_TTL))
-            except TierError:
-                held = True  # no Redis: load without a lease, as a plain cache would
-                token = ""
-            if held or time.monotonic() >= deadline:
+        if tier is not None:
+            leases.token = uuid.uuid4().hex
+            wanted = [tier_keys[i] for i in mine]
+            deadline = time.monotonic() + LEASE_TTL * 2
+            pause = 0.002
+            for _attempt in range(10_000):  # bounded; the deadline ends it sooner
                 try:
-                    if held and token:
-                        # The last holder may have filled L2 just before we got here.
-                        value = yield from self._peek(tier, tier_key)
-                        if value is not _NOTHING:
-                            return value
-                    loaded = yield from self._load_source([key], loader)
-                    value = loaded.get(key, MISSING)
-                    if value is not MISSING:
-                        # Fill L2 before releasing, so the waiters find it there.
-                        yield from self._fill_lease_tier(tier_key, value)
-                    return value
-                finally:
-                    if token:
-                        try:
-                            yield (tier, "unlock", (lease, token))
-                        except TierError:
-                            pass  # it expires
-            value = yield from self._peek(tier, tier_key)
-            if value is not _NOTHING:
-                return value
-            yield (_SLEEP, "sleep", (pause,))
-            pause = min(pause * 2, 0.02)
-        return MISSING  # pragma: no cover - the deadline ends the loop first
+                    got = yield (tier, "lease_many", (wanted, leases.token, LEASE_TTL))
+                except TierError:
+                    leases.token = ""  # Redis is away: load, and fill only L1
+                    break
+                leases.held.update(k for k, ok in zip(wanted, got) if ok)
+                if len(mine) > 1 or got[0]:
+                    break
+                # One key, leased by another process: its value will land in Redis.
+                value = yield from self._peek(tier, wanted[0])
+                if value is not _NOTHING:
+                    results[wanted[0]] = value
+                    leases.served.add(wanted[0])
+                    return
+                if time.monotonic() >= deadline:
+                    break  # the holder is gone or slow: load, without filling Redis
+                yield (_SLEEP, "sleep", (pause,))
+                pause = min(pause * 2, 0.02)
+            if len(mine) == 1 and wanted[0] in leases.held:
+                # The previous holder may have filled Redis just before we got the lease.
+                value = yield from self._peek(tier, wanted[0])
+                if value is not _NOTHING:
+                    results[wanted[0]] = value
+                    leases.served.add(wanted[0])
+                    return
+        loaded = yield from self._load_source([keys[i] for i in mine], loader)
+        for i in mine:
+            results[tier_keys[i]] = loaded.get(keys[i], MISSING)
 
     def _peek(self, tier: Any, tier_key: str) -> Plan[Any]:
         """One key's value in ``tier``, MISSING for a cached absence, _NOTHING for none."""
@@ -234,18 +260,6 @@ class ReadPath(NamespaceCore):
             return self._serializer.loads(raw)
         except SerializationError:
             return _NOTHING
-
-    def _fill_lease_tier(self, tier_key: str, value: Any) -> Plan[None]:
-        t = self._tiers.index(self._lease_tier)
-        try:
-            data = self._serializer.dumps(value)
-        except SerializationError:
-            return
-        limit = self.config.max_value_bytes
-        if limit is not None and len(data) > limit:
-            return
-        yield from self._tier_call(t, "set_many", ([(tier_key, data, self._fill_ttl(t), len(data))],
-                                                   self._clock()))
 
     def _load_source(
         self, wanted: list[Key], loader: Callable[[list[Key]], Mapping[Key, Any]] | None

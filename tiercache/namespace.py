@@ -162,7 +162,16 @@ class Namespace(ReadPath):
 
     def _set_plan(self, items: Mapping[Key, Any]) -> Plan[None]:
         batch = self._prepare(items)  # validation before any I/O: raises at call time
-        return self._announced(self._policy.write(batch, self), "keys", batch.tier_keys)
+        return self._write_plan(batch)
+
+    def _write_plan(self, batch: WriteBatch) -> Plan[None]:
+        self._touch("keys", batch.tier_keys)
+        batch.fence = self._fence.snapshot(batch.tier_keys)
+        try:
+            yield from self._policy.write(batch, self)
+        finally:
+            self._touch("keys", batch.tier_keys)
+        yield from self._publish("keys", batch.tier_keys)
 
     def _prepare(self, items: Mapping[Key, Any]) -> WriteBatch:
         if not isinstance(items, Mapping):
@@ -277,9 +286,9 @@ class Namespace(ReadPath):
         """Swap the write policy or invalidation strategy at run time.
 
         Pending writes of the old policy are flushed first, and a new
-        invalidation strategy starts from an empty L1 for this namespace, so
-        no read during or after the swap returns a value older than the
-        store's.
+        invalidation strategy starts from an empty namespace in every tier
+        (and every process's L1), so no read during or after the swap
+        returns a value older than the store's.
 
         Raises:
             ConfigurationError: an argument is not a policy or strategy.
@@ -299,8 +308,10 @@ class Namespace(ReadPath):
         old_policy = self._policy
         yield from self._flush_plan(5.0)  # raises, changing nothing, if writes are stuck
         self._apply(replace(self.config, **changes), new_policy="write" in changes)
-        if "invalidation" in changes and self._l1_lookup is not None:
-            yield from self._tier_call(0, "delete_prefix", (self._base_prefix,))
+        if "invalidation" in changes:
+            # Keys cached under the old strategy (versioned or not) could be
+            # read again by a later swap back: drop the namespace everywhere.
+            yield from self._announced(self._drop_all(), "all", ())
         if self._policy is not old_policy:
             old_policy.close()
             self._policy.start(self, self._scheduler)

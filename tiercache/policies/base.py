@@ -16,12 +16,15 @@ from ..tiers.base import Tier, TierEntry
 __all__ = ["Target", "WriteBatch", "WritePolicy", "nothing"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class WriteBatch:
     """Validated, serialized items of one ``set``/``set_many``, ready to write.
 
     ``keys``, ``tier_keys``, ``values`` and ``data`` are parallel: the
     caller's key, its full tier key, the value, and its serialized bytes.
+    ``fence`` is the keys' generations when the write began (set by the
+    namespace): an in-process copy is only replaced if no other change
+    touched its key since.
     """
 
     keys: Sequence[Key]
@@ -29,6 +32,7 @@ class WriteBatch:
     values: Sequence[Any]
     data: Sequence[bytes]
     now: float
+    fence: Any = None
 
     def items(self) -> dict[Key, Any]:
         """``{key: value}`` as a store takes it."""
@@ -69,12 +73,12 @@ class Target(Protocol):
         """Write items to the store."""
         ...
 
-    def fill(self, batch: WriteBatch, skip: int | None = None) -> Plan[None]:
-        """Replace every tier's copy (but tier ``skip``) with the batch's values."""
+    def fill(self, batch: WriteBatch, skip: int | None = None, shared: bool = True) -> Plan[None]:
+        """Replace the tiers' copies (but tier ``skip``; shared tiers only if ``shared``)."""
         ...
 
-    def drop(self, tier_keys: Sequence[str]) -> Plan[None]:
-        """Remove the keys from every tier."""
+    def drop(self, tier_keys: Sequence[str], local: bool = True) -> Plan[None]:
+        """Remove the keys from every shared tier, and from in-process ones if ``local``."""
         ...
 
     def erase(self, keys: Sequence[Key]) -> Plan[None]:

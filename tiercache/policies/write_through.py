@@ -19,8 +19,11 @@ class WriteThrough:
     """Safe and simple: a write returns once the store and every tier have it.
 
     The store is written first, so a failed store write leaves every cached
-    copy as it was and the caller sees the ``StoreError``. A delete removes
-    the key from the store, then from every tier.
+    copy as it was and the caller sees the ``StoreError``. Then the writer's
+    in-process copy (L1) is replaced and the shared copy (Redis) deleted:
+    delete-on-write, so two processes writing one key at once can never
+    leave Redis holding the older value; the next read fills it, through a
+    lease. A delete removes the key from the store, then from every tier.
     """
 
     def start(self, target: Target, scheduler: Scheduler) -> None:
@@ -29,7 +32,8 @@ class WriteThrough:
     def write(self, batch: WriteBatch, target: Target) -> Plan[None]:
         if target.store is not None:
             yield from target.save(batch.items())
-        yield from target.fill(batch)
+        yield from target.fill(batch, shared=False)
+        yield from target.drop(batch.tier_keys, local=False)
 
     def delete(self, keys: Sequence[Key], tier_keys: Sequence[str], target: Target) -> Plan[None]:
         if target.store is not None:

@@ -47,6 +47,7 @@ local n = (#ARGV) / 4
 for i = 1, n do
   local seq = redis.call('INCR', KEYS[2])
   redis.call('HSET', KEYS[1], ARGV[4*i-3], seq .. '|' .. ARGV[4*i-2])
+  redis.call('DEL', KEYS[2+n+i])
   local blob = ARGV[4*i-1]
   if blob ~= '' then
     local px = tonumber(ARGV[4*i])
@@ -102,6 +103,31 @@ v = tonumber(t[1]) * 1000000 + tonumber(t[2])
 redis.call('SET', KEYS[1], v)
 return v
 """
+# A fill from a read that loaded the store: only while the reader's lease
+# on the key is intact. Any write, delete or invalidation deletes the lease,
+# so a read that raced one never puts the older value back (memcache leases).
+_FILL_LEASED = """
+local filled = 0
+for i = 1, #KEYS / 2 do
+  if redis.call('GET', KEYS[2*i-1]) == ARGV[1] then
+    local px = tonumber(ARGV[2*i+1])
+    if px > 0 then
+      redis.call('SET', KEYS[2*i], ARGV[2*i], 'PX', px)
+    else
+      redis.call('SET', KEYS[2*i], ARGV[2*i])
+    end
+    redis.call('DEL', KEYS[2*i-1])
+    filled = filled + 1
+  end
+end
+return filled
+"""
+_RELEASE = """
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
+return 0
+"""
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -114,6 +140,8 @@ _SCRIPTS = {
     "bump": _BUMP_VERSION,
     "version": _READ_VERSION,
     "unlock": _UNLOCK,
+    "fill": _FILL_LEASED,
+    "release": _RELEASE,
 }
 
 T = TypeVar("T")
@@ -349,7 +377,8 @@ class RedisTier:
     def _delete_many(self, keys: Sequence[str]) -> _Commands[None]:
         if keys:
             rkeys = [k if len(k) <= MAX_KEY_LENGTH else hash_long_key(k) for k in keys]
-            yield ("call", "unlink", tuple(rkeys), {})
+            # Deleting a key also takes away any reader's lease on it (see fill_leased).
+            yield ("call", "unlink", (*rkeys, *map(_lease_key, rkeys)), {})
 
     def delete_prefix(self, prefix: str) -> None:
         """SCAN in batches and UNLINK what matches: never KEYS, never a long block."""
@@ -408,6 +437,7 @@ class RedisTier:
         ):
             keys.append(rkey)
             args += [field_, payload, blob if entry[1] else b"", px]
+        keys += [_lease_key(k) for k in keys[2:]]
         yield ("script", "put", tuple(keys), {"args": args})
 
     def journal_get(self, journal: str, fields: Sequence[str]) -> list[bytes | None]:
@@ -473,7 +503,57 @@ class RedisTier:
         moved = yield ("script", "restore", (journal, dead), {"args": list(fields)})
         return int(moved)
 
-    # -- versions and leases ----------------------------------------------------
+    # -- read leases: fenced fills (a capability the read path looks for) -----
+
+    def lease_many(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
+        """Take a fill lease on each key nobody holds one on; True where taken."""
+        return self._run(self._lease_many(keys, token, ttl), "lease")
+
+    async def alease_many(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
+        return await self._arun(self._lease_many(keys, token, ttl), "lease")
+
+    def _lease_many(self, keys: Sequence[str], token: str, ttl: float) -> _Commands[list[bool]]:
+        px = max(1, int(ttl * 1000))
+        leases = [_lease_key(self._rkey(k)) for k in keys]
+        if len(leases) == 1:
+            got = yield ("call", "set", (leases[0], token), {"nx": True, "px": px})
+            return [bool(got)]
+        got_many = yield ("pipe", "", tuple(("set", (lk, token), {"nx": True, "px": px})
+                                            for lk in leases), {})
+        return [bool(g) for g in got_many]
+
+    def fill_leased(self, entries: Sequence[TierEntry], token: str) -> int:
+        """Set each entry only while our lease on it is intact; returns how many were set."""
+        return self._run(self._fill_leased(entries, token), "fenced fill")
+
+    async def afill_leased(self, entries: Sequence[TierEntry], token: str) -> int:
+        return await self._arun(self._fill_leased(entries, token), "fenced fill")
+
+    def _fill_leased(self, entries: Sequence[TierEntry], token: str) -> _Commands[int]:
+        keys: list[str] = []
+        args: list[Any] = [token]
+        for rkey, blob, px in self._sealed(entries):
+            keys += [_lease_key(rkey), rkey]
+            args += [blob, px]
+        filled = yield ("script", "fill", tuple(keys), {"args": args})
+        return int(filled)
+
+    def release(self, keys: Sequence[str], token: str) -> None:
+        """Give back leases still ours (keys the store did not have)."""
+        self._run(self._release(keys, token), "release")
+
+    async def arelease(self, keys: Sequence[str], token: str) -> None:
+        await self._arun(self._release(keys, token), "release")
+
+    def _release(self, keys: Sequence[str], token: str) -> _Commands[None]:
+        yield ("script", "release", tuple(_lease_key(self._rkey(k)) for k in keys),
+               {"args": [token]})
+
+    @staticmethod
+    def _rkey(key: str) -> str:
+        return key if len(key) <= MAX_KEY_LENGTH else hash_long_key(key)
+
+    # -- versions and locks ----------------------------------------------------
 
     def bump_version(self, key: str) -> int:
         """Advance the version at ``key``; never below the server clock in microseconds."""
@@ -568,6 +648,12 @@ def _open(raw: bytes, now_ms: float) -> Hit | Undecodable | None:
     if remaining <= 0:
         return None  # expired in our clock; Redis will drop it within its resolution
     return (raw[_HEADER:], remaining)
+
+
+def _lease_key(rkey: str) -> str:
+    """``prefix:#lease:rest``: under the cache's prefix, outside every namespace's keys."""
+    head, _, rest = rkey.partition(":")
+    return f"{head}:#lease:{rest}"
 
 
 def _glob_escape(text: str) -> str:
