@@ -7,13 +7,14 @@ import copy as copy_module
 import inspect
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ._plan import Plan
+from ._plan import Plan, run
 from ._types import Clock, Key, seconds
 from .errors import (
     ConfigurationError,
@@ -38,6 +39,9 @@ _NEGATIVE = b""  # a cached "the store has no such key": no serializer writes em
 
 LEASE_TTL = 5.0
 """Seconds a process's lease to load a key lasts; a waiter takes over after it."""
+
+MAX_REMEMBERED_PURGES = 100_000
+"""Keys a namespace remembers to purge from a tier that is away; past it, all of them."""
 
 FLIGHT_TIMEOUT = 60.0
 """Seconds a caller waits for another caller's load of the same key."""
@@ -189,6 +193,9 @@ class NamespaceCore:
         self.store_stats = LayerStats()
         self._quiet = RateLimitedLog(log_interval)
         self.bus_errors = 0
+        self._purges: dict[int, set[str] | None] = {}
+        self._purge_lock = threading.Lock()
+        self.purges_replayed = 0
         self._flights = Flights()
         self._lease_tier: Any = next((t for t in self._tiers if hasattr(t, "lease_many")), None)
         self._fence = Fence()
@@ -269,6 +276,7 @@ class NamespaceCore:
     def on_gap(self) -> None:
         """Invalidations may have been missed: drop our L1 copies, re-read the version."""
         self._fence.bump_all()
+        self.replay_purges_now()
         if self.config.invalidation.broadcast and self._l1_lookup is not None:
             self._tiers[0].delete_prefix(self._base_prefix)
         self.refresh_version()
@@ -315,6 +323,8 @@ class NamespaceCore:
         The fence is bumped before and after, so a read that loaded while
         the change ran does not fill the tiers with what it loaded.
         """
+        if self._purges:
+            yield from self._replay_purges()
         self._touch(kind, tier_keys)
         try:
             yield from plan
@@ -412,13 +422,58 @@ class NamespaceCore:
     # -- failure handling ---------------------------------------------------
 
     def _tier_call(self, t: int, method: str, args: tuple[Any, ...]) -> Plan[bool]:
-        """One tier operation; a tier failure is counted, logged and read around."""
+        """One tier operation; a tier failure is counted, logged and read around.
+
+        A shared tier that could not drop keys (Redis down) may still hold
+        their old copies: the keys are remembered and dropped, and announced
+        again, as soon as the tier answers (see ``_replay_purges``).
+        """
         try:
             yield (self._tiers[t], method, args)
         except TierError as exc:
             self._tier_failed(t, method, exc)
+            if self._tiers[t].serialized:
+                if method == "delete_many":
+                    self._remember_purge(t, args[0])
+                elif method == "delete_prefix":
+                    self._remember_purge(t, None)
             return False
         return True
+
+    def _remember_purge(self, t: int, keys: Sequence[str] | None) -> None:
+        with self._purge_lock:
+            known = self._purges.get(t, set())
+            if keys is None or known is None or len(known) + len(keys) > MAX_REMEMBERED_PURGES:
+                self._purges[t] = None  # too many, or all: purge the whole namespace
+            else:
+                known.update(keys)
+                self._purges[t] = known
+
+    def replay_purges_now(self) -> None:
+        """Replay remembered purges now (from the bus thread, once Redis answers)."""
+        if not self._purges:
+            return
+        try:
+            run(self._replay_purges())
+        except Exception:  # the caller is a background thread; the next operation retries
+            log.exception("%s: replaying purges failed", self.name)
+
+    def _replay_purges(self) -> Plan[None]:
+        """Drop (and announce) what failed to be dropped while a shared tier was away."""
+        with self._purge_lock:
+            purges, self._purges = self._purges, {}
+        for t, keys in purges.items():
+            if keys is None:
+                done = yield from self._tier_call(t, "delete_prefix", (self._base_prefix,))
+                if done:
+                    yield from self._publish("all", ())
+            else:
+                ordered = sorted(keys)
+                done = yield from self._tier_call(t, "delete_many", (ordered,))
+                if done:
+                    yield from self._publish("keys", ordered)
+            if done:
+                self.purges_replayed += 1
 
     def _tier_call_result(self, t: int, method: str, args: tuple[Any, ...]) -> Plan[Any]:
         """Like ``_tier_call``, but returns the operation's result (None on failure)."""

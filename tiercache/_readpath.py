@@ -50,6 +50,9 @@ class ReadPath(NamespaceCore):
         loader: Callable[[list[Key]], Mapping[Key, Any]] | None,
     ) -> Plan[dict[int, Any]]:
         """The read path for a batch: ``{index: value}``, MISSING for a cached absence."""
+        if self._purges:
+            # A shared tier is back: drop what it may hold stale before reading it.
+            yield from self._replay_purges()
         found: dict[int, Any] = {}
         fills: _Fills = [[] for _ in self._tiers]
         pending = yield from self._read_tiers(tier_keys, now, found, fills)

@@ -50,6 +50,8 @@ class Bus:
         on_gap: called with a reason when invalidations may have been missed
             (reconnect after a lost stream position, trimmed entries, a
             heartbeat overdue); the cache drops its L1 copies.
+        on_tick: called after each successful read of the stream (Redis
+            answers): the cache replays purges that failed while it did not.
         heartbeat: seconds between heartbeats.
         max_silence: seconds without seeing our own heartbeat before the bus
             calls ``on_gap`` and reports itself unhealthy.
@@ -64,6 +66,7 @@ class Bus:
         *,
         on_message: Callable[[str, str, list[str]], None],
         on_gap: Callable[[str], None],
+        on_tick: Callable[[], None] = lambda: None,
         heartbeat: float = 0.25,
         max_silence: float = 1.0,
         block: float = 0.5,
@@ -76,6 +79,7 @@ class Bus:
         self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._on_message = on_message
         self._on_gap = on_gap
+        self._on_tick = on_tick
         self._heartbeat = heartbeat
         self._max_silence = max_silence
         self._block_ms = max(1, int(block * 1000))
@@ -156,6 +160,7 @@ class Bus:
                         self._last_id = entry_id
                         self._apply(fields)
                 self._check_health()
+                self._on_tick()
             except redis.RedisError as exc:
                 failures += 1
                 if failures == 1:

@@ -115,6 +115,7 @@ class Cache:
             f"{self.prefix}:#bus",
             on_message=self._on_bus_message,
             on_gap=self._on_bus_gap,
+            on_tick=self._on_bus_tick,
             max_silence=self.max_staleness,
             block=block,
         )
@@ -125,6 +126,11 @@ class Cache:
         ns = self._namespaces.get(namespace)
         if ns is not None:
             ns.on_invalidation(kind, keys)
+
+    def _on_bus_tick(self) -> None:
+        for ns in list(self._namespaces.values()):
+            if ns._purges:
+                ns.replay_purges_now()
 
     def _on_bus_gap(self, why: str) -> None:
         for ns in list(self._namespaces.values()):

@@ -165,6 +165,8 @@ class Namespace(ReadPath):
         return self._write_plan(batch)
 
     def _write_plan(self, batch: WriteBatch) -> Plan[None]:
+        if self._purges:
+            yield from self._replay_purges()
         self._touch("keys", batch.tier_keys)
         batch.fence = self._fence.snapshot(batch.tier_keys)
         try:
@@ -335,6 +337,10 @@ class Namespace(ReadPath):
             },
             "store": self.store_stats.snapshot() if self.store is not None else None,
             "bus_errors": self.bus_errors,
+            "purges_pending": sum(
+                len(keys) if keys is not None else 1 for keys in self._purges.values()
+            ),
+            "purges_replayed": self.purges_replayed,
         }
         counters = getattr(self._policy, "counters", None)
         if counters is not None:

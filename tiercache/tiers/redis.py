@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import struct
 import threading
 import time
@@ -179,6 +180,9 @@ class RedisTier:
         timeout: seconds any one call may take, connecting included; redis-py's
             own retries are off, so a call fails within it.
         name: label in stats.
+        failure_threshold: unavailable answers in a row that open the
+            circuit breaker (calls then fail fast instead of waiting).
+        cooldown: seconds the breaker stays open before a PING probes.
 
     Failures of the client arrive as :class:`TierUnavailable` (timeouts,
     refused or dropped connections) or :class:`TierError` (anything else).
@@ -195,6 +199,8 @@ class RedisTier:
         ttl: float | timedelta | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         name: str = "redis",
+        failure_threshold: int = 3,
+        cooldown: float = 0.5,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if url is not None and client is not None:
@@ -225,6 +231,16 @@ class RedisTier:
         self._closed = False
         self._url_raw = url
         self._aclient: Any = aclient
+        if not isinstance(failure_threshold, int) or failure_threshold < 1:
+            raise ConfigurationError(f"failure_threshold must be a positive int, got {failure_threshold!r}")
+        self.failure_threshold = failure_threshold
+        self.cooldown = seconds(cooldown, "cooldown")
+        self._failures = 0
+        self._open_until = 0.0
+        self._probing = False
+        self._breaker_lock = threading.Lock()
+        self.breaker_opened = 0
+        self.recoveries = 0
         self._scripts: dict[str, Any] = {}
         self._ascripts: dict[str, Any] = {}
 
@@ -239,13 +255,57 @@ class RedisTier:
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
-        """Translate redis-py's exceptions at the boundary that imports it."""
+        """Translate redis-py's exceptions at the boundary that imports it.
+
+        Also the circuit breaker: after ``failure_threshold`` unavailable
+        answers in a row the tier fails fast, without touching the network,
+        for ``cooldown`` seconds; then a PING probes it, and success closes
+        the breaker (counted in ``recoveries``).
+        """
+        if self._open_until:
+            self._gate(what)
         try:
             yield
         except (redis.TimeoutError, redis.ConnectionError) as exc:
+            self._failed()
             raise TierUnavailable(f"Redis {what} failed: {exc}") from exc
         except redis.RedisError as exc:
             raise TierError(f"Redis {what} failed: {exc}") from exc
+        self._failures = 0
+
+    def _failed(self) -> None:
+        with self._breaker_lock:
+            self._failures += 1
+            if self._failures >= self.failure_threshold and not self._open_until:
+                self._open_until = time.monotonic() + self.cooldown
+                self.breaker_opened += 1
+                log.warning("Redis tier %r unavailable: failing fast for %.2fs", self, self.cooldown)
+
+    def _gate(self, what: str) -> None:
+        """While the breaker is open: fail fast, or probe once the cooldown is over."""
+        with self._breaker_lock:
+            now = time.monotonic()
+            if now < self._open_until or self._probing:
+                raise TierUnavailable(f"Redis {what} skipped: circuit open")
+            self._probing = True
+        try:
+            healthy = bool(self.client.ping())
+        except redis.RedisError:
+            healthy = False
+        with self._breaker_lock:
+            self._probing = False
+            if not healthy:
+                self._open_until = time.monotonic() + self.cooldown
+                raise TierUnavailable(f"Redis {what} skipped: circuit open, probe failed")
+            self._open_until = 0.0
+            self._failures = 0
+            self.recoveries += 1
+        log.warning("Redis tier %r answers again", self)
+
+    @property
+    def available(self) -> bool:
+        """False while the circuit breaker is open."""
+        return not self._open_until
 
     # Each operation is written once, as a generator of client commands
     # (see _Command), and driven by ``_run`` on the sync client or ``_arun``
@@ -662,7 +722,10 @@ def _glob_escape(text: str) -> str:
 
 def _redact(url: Any) -> Any:
     """A URL with its password replaced, for reprs and error messages."""
-    if not isinstance(url, str) or "@" not in url:
+    if not isinstance(url, str):
+        return url
+    url = re.sub(r"(?i)(password=)[^&#]*", r"\1***", url)
+    if "@" not in url:
         return url
     scheme, _, rest = url.partition("://")
     creds, _, host = rest.rpartition("@")
