@@ -6,6 +6,7 @@ from ._types import MISSING, Key
 from .aio import AsyncCache, AsyncNamespace
 from .cache import Cache
 from .errors import (
+    CapacityError,
     ConfigurationError,
     InvalidKeyError,
     SerializationError,
@@ -34,6 +35,7 @@ __all__ = [
     "MISSING",
     "TTL",
     "Cache",
+    "CapacityError",
     "ConfigurationError",
     "FunctionStore",
     "InvalidKeyError",

@@ -171,6 +171,7 @@ class NamespaceCore:
         scheduler: Scheduler | None = None,
         bus: Any = None,
         max_staleness: float = 1.0,
+        on_tier_error: str = "degrade",
         log_interval: float = 10.0,
     ) -> None:
         self.name = name
@@ -200,6 +201,7 @@ class NamespaceCore:
         self._lease_tier: Any = next((t for t in self._tiers if hasattr(t, "lease_many")), None)
         self._fence = Fence()
         self.max_staleness = max_staleness
+        self.on_tier_error = on_tier_error
         self.has_store = store is not None
         l1 = self._tiers[0] if self._tiers and not self._tiers[0].serialized else None
         self._l1_lookup = getattr(l1, "lookup", None)
@@ -213,6 +215,8 @@ class NamespaceCore:
             # Each namespace runs its own copy: a policy may keep per-namespace state.
             self._policy: WritePolicy = copy_module.copy(config.write)
         self.serializer = self._serializer = config.serializer
+        # Serializers that sign (pickle) bind each value to its namespace and key.
+        self._bound = hasattr(config.serializer, "dumps_for")
         if config.invalidation.versioned:
             self._set_version(self._read_version(), announce=False)
         else:
@@ -283,13 +287,39 @@ class NamespaceCore:
 
     # -- keys ---------------------------------------------------------------
 
+    def _context(self, tier_key: str) -> bytes:
+        """``namespace:canonical key`` of a tier key, whatever version it is under."""
+        rest = tier_key[len(self._base_prefix):]
+        if self.config.invalidation.versioned and rest.startswith("v"):
+            rest = rest.split(":", 1)[1]
+        return f"{self.name}:{rest}".encode("utf-8", "surrogatepass")
+
+    def encode(self, value: Any, tier_key: str) -> bytes:
+        """Serialize ``value`` as stored under ``tier_key``."""
+        if self._bound:
+            return self._serializer.dumps_for(value, self._context(tier_key))  # type: ignore[attr-defined,no-any-return]
+        return self._serializer.dumps(value)
+
+    def decode(self, data: bytes, tier_key: str) -> Any:
+        """Deserialize bytes stored under ``tier_key``; SerializationError if they are not ours."""
+        if self._bound:
+            return self._serializer.loads_for(data, self._context(tier_key))  # type: ignore[attr-defined]
+        return self._serializer.loads(data)
+
+    def decode_field(self, data: bytes, field: str) -> Any:
+        """Deserialize a write-back journal payload of the canonical key ``field``."""
+        if self._bound:
+            context = f"{self.name}:{field}".encode("utf-8", "surrogatepass")
+            return self._serializer.loads_for(data, context)  # type: ignore[attr-defined]
+        return self._serializer.loads(data)
+
     def tier_key(self, key: Key) -> str:
         """The full key of ``key`` in every tier (``prefix:namespace:canonical``).
 
         Raises:
             InvalidKeyError: ``key`` is not a supported key type.
         """
-        if type(key) is str:
+        if type(key) is str and key.isascii():
             return self._str_prefix + key
         return self.key_prefix + encode_key(key)
 
@@ -484,7 +514,10 @@ class NamespaceCore:
             return None
 
     def _tier_failed(self, t: int, what: str, exc: TierError) -> None:
+        """Count and log a tier failure; re-raise it under ``on_tier_error="raise"``."""
         self.tier_stats[t].errors += 1
+        if self.on_tier_error == "raise":
+            raise exc
         self._warn(f"tier{t}", f"{self.name}: tier L{t + 1} {what} failed, degrading: {exc}")
 
     def _undecodable(self, t: int, tier_key: str, why: str) -> None:

@@ -101,7 +101,6 @@ class ReadPath(NamespaceCore):
     ) -> Plan[list[int]]:
         """Ask each tier in turn for what is still missing; returns the indices no tier had."""
         pending = list(range(len(tier_keys)))
-        serializer = self._serializer
         for t, tier in enumerate(self._tiers):
             if not pending:
                 break
@@ -129,7 +128,7 @@ class ReadPath(NamespaceCore):
                         value = MISSING
                     else:
                         try:
-                            value = serializer.loads(raw)
+                            value = self.decode(raw, tier_keys[i])
                         except SerializationError as exc:
                             self._undecodable(t, tier_keys[i], str(exc))
                             stats.misses += 1
@@ -260,7 +259,7 @@ class ReadPath(NamespaceCore):
         if raw == _NEGATIVE:
             return MISSING
         try:
-            return self._serializer.loads(raw)
+            return self.decode(raw, tier_key)
         except SerializationError:
             return _NOTHING
 
@@ -291,7 +290,7 @@ class ReadPath(NamespaceCore):
         for i, value, data, ttl in fills:
             if data is None:
                 try:
-                    data = self._serializer.dumps(value)
+                    data = self.encode(value, tier_keys[i])
                 except SerializationError as exc:
                     self._warn("uncacheable", f"{self.name}: not caching {tier_keys[i]!r}: {exc}")
                     continue

@@ -53,6 +53,10 @@ class Cache:
             invalidation bus cannot prove delivery (Purge and Versioned).
         bus: announce Purge and Versioned changes to other processes over the
             first Redis tier (default), or not (``False``: one process only).
+        on_tier_error: ``"degrade"`` (default): a failing tier is read and
+            written around (L1 + store), counted and logged, and no error
+            reaches the caller; ``"raise"``: the ``TierUnavailable`` (or
+            ``TierError``) reaches the caller.
 
     Raises:
         ConfigurationError: a tier or store is not one, or the prefix is malformed.
@@ -70,6 +74,7 @@ class Cache:
         scheduler: Scheduler | None = None,
         max_staleness: float = 1.0,
         bus: bool = True,
+        on_tier_error: str = "degrade",
     ) -> None:
         tiers = list(tiers)
         for tier in tiers:
@@ -84,7 +89,12 @@ class Cache:
         self.store = store
         self.clock = clock
         self.scheduler = scheduler if scheduler is not None else ThreadScheduler()
-        self.max_staleness = max_staleness
+        if on_tier_error not in ("degrade", "raise"):
+            raise ConfigurationError(
+                f"on_tier_error must be 'degrade' or 'raise', not {on_tier_error!r}"
+            )
+        self.max_staleness = float(seconds(max_staleness, "max_staleness") or 1.0)
+        self.on_tier_error = on_tier_error
         self._use_bus = bus
         self._bus: Any = None
         self._namespaces: dict[str, Namespace] = {}
@@ -216,6 +226,7 @@ class Cache:
                 scheduler=self.scheduler,
                 bus=self._bus_for(config),
                 max_staleness=self.max_staleness,
+                on_tier_error=self.on_tier_error,
             )
             self._namespaces[name] = ns
             return ns

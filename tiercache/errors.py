@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "CapacityError",
     "ConfigurationError",
     "InvalidKeyError",
     "SerializationError",
@@ -44,3 +45,7 @@ class TierUnavailable(TierError):
 
 class StoreError(TiercacheError):
     """The backing store failed to load, save or delete."""
+
+
+class CapacityError(TiercacheError):
+    """A bounded buffer (the write-back journal) is full and could not be drained."""

@@ -52,7 +52,7 @@ def encode_key(key: Any) -> str:
     """
     kind = type(key)
     if kind is str:
-        return "s:" + str(key)
+        return "s:" + _text(key)
     if kind is int:
         return "i:" + str(key)
     if kind is bytes:
@@ -64,11 +64,21 @@ def encode_key(key: Any) -> str:
     )
 
 
+def _text(text: str) -> str:
+    """``text`` if it can be stored (UTF-8 encodable: no lone surrogates)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidKeyError(f"str keys must be valid Unicode text: {text!r}") from exc
+    return text
+
+
 def _element(item: Any) -> str:
     """Length-prefixed form of one tuple element (prefix-free, so injective)."""
     kind = type(item)
     if kind is str:
-        tag, payload = "s", item
+        tag, payload = "s", _text(item)
     elif kind is int:
         tag, payload = "i", str(item)
     elif kind is bytes:

@@ -121,9 +121,15 @@ class Namespace(ReadPath):
             InvalidKeyError: a key is not a supported key type (nothing is read).
             StoreError: the store (or ``loader``) failed.
         """
-        keys = list(dict.fromkeys(keys))
-        tier_keys = [self.tier_key(k) for k in keys]
+        keys, tier_keys = self._unique(keys)
         return self._drive(self._get_many_plan(keys, tier_keys, loader))
+
+    def _unique(self, keys: Iterable[Key]) -> tuple[list[Key], list[str]]:
+        """Validate every key, then drop repeats by canonical form (so 1 and True never merge)."""
+        seen: dict[str, Key] = {}
+        for key in keys:
+            seen.setdefault(self.tier_key(key), key)
+        return list(seen.values()), list(seen)
 
     def _get_many_plan(
         self, keys: list[Key], tier_keys: list[str], loader: Loader | None
@@ -147,6 +153,7 @@ class Namespace(ReadPath):
             ValueTooLargeError: the value is over ``max_value_bytes`` (nothing is written).
             StoreError: the store refused the write.
         """
+        self.tier_key(key)  # refuse a bad key before it meets a dict (unhashable, True == 1)
         return self.set_many({key: value})
 
     def set_many(self, items: Mapping[Key, Any]) -> Any:
@@ -181,8 +188,8 @@ class Namespace(ReadPath):
         keys = list(items)
         tier_keys = [self.tier_key(k) for k in keys]
         values = [items[k] for k in keys]
-        dumps = self._serializer.dumps
-        data = [dumps(v) for v in values]
+        encode = self.encode
+        data = [encode(v, k) for v, k in zip(values, tier_keys)]
         limit = self.config.max_value_bytes
         if limit is not None:
             for key, blob in zip(keys, data):
@@ -204,8 +211,7 @@ class Namespace(ReadPath):
 
     def delete_many(self, keys: Iterable[Key]) -> Any:
         """Delete several keys from the store and from every tier."""
-        keys = list(dict.fromkeys(keys))
-        tier_keys = [self.tier_key(k) for k in keys]
+        keys, tier_keys = self._unique(keys)
         return self._drive(
             self._announced(self._policy.delete(keys, tier_keys, self), "keys", tier_keys)
         )
@@ -223,7 +229,7 @@ class Namespace(ReadPath):
         return self._drive(self._invalidate_plan(keys))
 
     def _invalidate_plan(self, keys: Iterable[Key]) -> Plan[None]:
-        tier_keys = [self.tier_key(k) for k in dict.fromkeys(keys)]
+        _keys, tier_keys = self._unique(keys)
         return self._announced(self.drop(tier_keys), "keys", tier_keys)
 
     def invalidate_all(self) -> Any:

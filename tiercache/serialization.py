@@ -69,7 +69,16 @@ class MsgpackSerializer:
     format_id = FORMAT_MSGPACK
     _header = bytes([FORMAT_MSGPACK])
 
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
     def dumps(self, value: Any) -> bytes:
+        if type(value) in (bytearray, memoryview):
+            # msgpack would store them as bytes, and they would come back as bytes.
+            raise SerializationError(f"{type(value).__name__} would come back as bytes; pass bytes")
         try:
             return self._header + _pack_inner(value)
         except SerializationError:
@@ -142,6 +151,12 @@ class JSONSerializer:
     format_id = FORMAT_JSON
     _header = bytes([FORMAT_JSON])
 
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
     def dumps(self, value: Any) -> bytes:
         try:
             text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -161,16 +176,18 @@ class JSONSerializer:
 class PickleSerializer:
     """pickle, signed: opt-in, and only with an HMAC key shared by every reader.
 
-    The HMAC-SHA256 over the format byte and the payload is checked with
+    The HMAC-SHA256 over the format byte, the context (a namespace uses the
+    namespace and the key) and the payload is checked with
     :func:`hmac.compare_digest` before anything is unpickled, so bytes that
-    someone else planted in Redis are refused without being executed.
+    someone else planted in Redis, or a signed value copied to another key,
+    are refused without being executed.
     """
 
     format_id = FORMAT_PICKLE
     _header = bytes([FORMAT_PICKLE])
     _digest_size = hashlib.sha256().digest_size
 
-    def __init__(self, *, hmac_key: bytes, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
+    def __init__(self, *, hmac_key: bytes | None = None, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
         if not isinstance(hmac_key, bytes) or len(hmac_key) < 16:
             raise ConfigurationError("PickleSerializer needs hmac_key=: at least 16 bytes")
         self._key = hmac_key
@@ -179,22 +196,43 @@ class PickleSerializer:
     def __repr__(self) -> str:
         return f"PickleSerializer(hmac_key=<{len(self._key)} bytes>)"
 
-    def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, self._header + payload, hashlib.sha256).digest()
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, PickleSerializer)
+            and hmac.compare_digest(self._key, other._key)
+            and self._protocol == other._protocol
+        )
+
+    def __hash__(self) -> int:
+        return hash((PickleSerializer, self._protocol))
+
+    def _sign(self, payload: bytes, context: bytes) -> bytes:
+        mac = hmac.new(self._key, self._header, hashlib.sha256)
+        mac.update(len(context).to_bytes(4, "big") + context)
+        mac.update(payload)
+        return mac.digest()
 
     def dumps(self, value: Any) -> bytes:
+        return self.dumps_for(value, b"")
+
+    def loads(self, data: bytes) -> Any:
+        return self.loads_for(data, b"")
+
+    def dumps_for(self, value: Any, context: bytes) -> bytes:
+        """Encode ``value`` signed for ``context`` (the namespace and key it is stored under)."""
         try:
             payload = pickle.dumps(value, protocol=self._protocol)
         except Exception as exc:  # pickling can raise nearly anything
             raise SerializationError(f"cannot pickle {type(value).__name__}: {exc}") from exc
-        return self._header + self._sign(payload) + payload
+        return self._header + self._sign(payload, context) + payload
 
-    def loads(self, data: bytes) -> Any:
+    def loads_for(self, data: bytes, context: bytes) -> Any:
+        """Decode bytes signed for ``context``; refuse (unread) any other signature."""
         if not data or data[0] != FORMAT_PICKLE:
             raise SerializationError("not a tiercache pickle value (format byte mismatch)")
         start = 1 + self._digest_size
         signature, payload = data[1:start], data[start:]
-        if not hmac.compare_digest(signature, self._sign(payload)):
+        if not hmac.compare_digest(signature, self._sign(payload, context)):
             raise SerializationError("pickle value has a bad signature; refused unread")
         try:
             return pickle.loads(payload)

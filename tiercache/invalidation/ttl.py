@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from .._types import seconds
+from ..errors import ConfigurationError
 
 __all__ = ["TTL"]
 
@@ -24,6 +25,8 @@ class TTL:
     versioned = False
 
     def __init__(self, seconds_: float | timedelta) -> None:
+        if seconds_ is None:
+            raise ConfigurationError("TTL() needs a time: TTL(None) would never expire")
         self.ttl = seconds(seconds_)
 
     def __repr__(self) -> str:

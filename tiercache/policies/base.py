@@ -69,6 +69,10 @@ class Target(Protocol):
         """Tier ``t``'s entries for the batch's values."""
         ...
 
+    def decode_field(self, data: bytes, field: str) -> Any:
+        """Deserialize a journal payload stored for the canonical key ``field``."""
+        ...
+
     def save(self, items: dict[Key, Any]) -> Plan[None]:
         """Write items to the store."""
         ...

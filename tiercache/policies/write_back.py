@@ -26,14 +26,23 @@ from typing import Any
 
 from .._plan import Plan, run
 from .._types import MISSING, Key, seconds
-from ..errors import ConfigurationError, SerializationError, StoreError, TiercacheError, TierError
+from ..errors import CapacityError, ConfigurationError, SerializationError, StoreError, TiercacheError, TierError
 from ..keys import decode_key, encode_key
 from ..scheduler import Handle, Scheduler
+from ..stats import RateLimitedLog
 from .base import Target, WriteBatch
 
 __all__ = ["WriteBack"]
 
 log = logging.getLogger("tiercache")
+_quiet = RateLimitedLog(10.0)
+
+
+def _warn(topic: str, message: str, *args: Any) -> None:
+    """A rate-limited warning: an outage must not write one line per call."""
+    suppressed = _quiet.should_log(topic, time.monotonic())
+    if suppressed is not None:
+        log.warning(message + (f" ({suppressed} similar suppressed)" if suppressed else ""), *args)
 
 _TOMBSTONE = b""  # a pending delete: no serializer writes empty bytes
 
@@ -69,6 +78,9 @@ class WriteBack:
             each further failure.
         lock_lease: seconds a flusher's lease in Redis lasts; a flush must
             finish well within it.
+        max_pending: most keys waiting for the store. A write that would
+            exceed it first flushes; if the store cannot take them, it is
+            refused with :class:`CapacityError` (nothing written).
 
     Raises:
         ConfigurationError: a non-positive interval, batch or attempt count.
@@ -79,13 +91,14 @@ class WriteBack:
     max_attempts: int = 5
     retry_backoff: float = 0.5
     lock_lease: float = 30.0
+    max_pending: int = 100_000
     _state: _State = field(default_factory=_State, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.flush_interval = seconds(self.flush_interval, "flush_interval")  # type: ignore[assignment]
         self.retry_backoff = seconds(self.retry_backoff, "retry_backoff")  # type: ignore[assignment]
         self.lock_lease = seconds(self.lock_lease, "lock_lease")  # type: ignore[assignment]
-        for name in ("max_batch", "max_attempts"):
+        for name in ("max_batch", "max_attempts", "max_pending"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
@@ -98,7 +111,7 @@ class WriteBack:
 
     def _config(self) -> tuple[Any, ...]:
         return (self.flush_interval, self.max_batch, self.max_attempts,
-                self.retry_backoff, self.lock_lease)
+                self.retry_backoff, self.lock_lease, self.max_pending)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -150,6 +163,14 @@ class WriteBack:
         """Journal the entries (and, for sets, the journal tier's copies, atomically)."""
         state = self._state
         if state.journal is None:
+            if len(state.local) + len(fields) > self.max_pending:
+                # Back-pressure: make room by writing the backlog now.
+                yield from self.flush(target)
+                if len(state.local) + len(fields) > self.max_pending:
+                    raise CapacityError(
+                        f"{target.name}: {len(state.local)} writes wait for the store "
+                        f"(max_pending={self.max_pending}) and it does not take them"
+                    )
             with state.lock:
                 for field_, payload in zip(fields, payloads):
                     state.seq += 1
@@ -159,13 +180,22 @@ class WriteBack:
             entries = target.entries(batch, state.journal_index)
         else:
             entries = [(f"{target.key_prefix}{f}", b"", None, 0) for f in fields]
+        journal_args = (target.journal_key, target.journal_key + ":seq",
+                        list(zip(fields, payloads)), entries, self.max_pending)
         try:
-            yield (state.journal, "journal_put",
-                   (target.journal_key, target.journal_key + ":seq",
-                    list(zip(fields, payloads)), entries))
+            recorded = yield (state.journal, "journal_put", journal_args)
+            if recorded is False:
+                # Back-pressure: the journal is full; write the backlog, then retry once.
+                yield from self.flush(target)
+                recorded = yield (state.journal, "journal_put", journal_args)
+                if recorded is False:
+                    raise CapacityError(
+                        f"{target.name}: the write-back journal holds max_pending="
+                        f"{self.max_pending} keys and the store does not take them"
+                    )
         except TierError as exc:
-            log.warning("%s: write-back journal unreachable, writing through: %s",
-                        target.name, exc)
+            _warn("journal", "%s: write-back journal unreachable, writing through: %s",
+                  target.name, exc)
             return False
         return True
 
@@ -189,7 +219,7 @@ class WriteBack:
                 out[i] = MISSING
                 continue
             try:
-                out[i] = target.serializer.loads(payload)
+                out[i] = target.decode_field(payload, fields[i])
             except SerializationError:
                 continue
         return out
@@ -217,7 +247,7 @@ class WriteBack:
             if not (yield (state.journal, "try_lock", (lock_key, token, self.lock_lease))):
                 return (True, 0)
         except TierError as exc:
-            log.warning("%s: write-back flush skipped, Redis unreachable: %s", target.name, exc)
+            _warn("flush", "%s: write-back flush skipped, Redis unreachable: %s", target.name, exc)
             return (False, 0)
         failed = 0
         try:
@@ -253,7 +283,7 @@ class WriteBack:
                 if payload == _TOMBSTONE:
                     deletes[field_] = key
                 else:
-                    saves[field_] = (key, target.serializer.loads(payload))
+                    saves[field_] = (key, target.decode_field(payload, field_))
             except (ValueError, IndexError, TiercacheError) as exc:
                 log.error("%s: write-back entry %r cannot be decoded: %s", target.name, field_, exc)
                 poisoned[field_] = entry
@@ -349,7 +379,7 @@ class WriteBack:
             payload = entry.split(b"|", 1)[1]
             try:
                 out[decode_key(field_)] = (
-                    MISSING if payload == _TOMBSTONE else target.serializer.loads(payload)
+                    MISSING if payload == _TOMBSTONE else target.decode_field(payload, field_)
                 )
             except (ValueError, TiercacheError):
                 out[field_] = payload  # undecodable: shown as its bytes, under its field

@@ -23,15 +23,20 @@ class WriteThrough:
     in-process copy (L1) is replaced and the shared copy (Redis) deleted:
     delete-on-write, so two processes writing one key at once can never
     leave Redis holding the older value; the next read fills it, through a
-    lease. A delete removes the key from the store, then from every tier.
+    lease. In a namespace without a store (a pure cache) Redis is the only
+    shared copy, so it is set instead. A delete removes the key from the
+    store, then from every tier.
     """
 
     def start(self, target: Target, scheduler: Scheduler) -> None:
         return None
 
     def write(self, batch: WriteBatch, target: Target) -> Plan[None]:
-        if target.store is not None:
-            yield from target.save(batch.items())
+        if target.store is None:
+            # A pure cache: Redis is where the value lives for other processes.
+            yield from target.fill(batch)
+            return
+        yield from target.save(batch.items())
         yield from target.fill(batch, shared=False)
         yield from target.drop(batch.tier_keys, local=False)
 

@@ -29,6 +29,9 @@ log = logging.getLogger("tiercache.redis")
 DEFAULT_TIMEOUT = 0.1
 """Seconds any one Redis call may take before the tier counts it as failed."""
 
+ASYNC_MAX_CONNECTIONS = 16
+"""Connections an AsyncCache's Redis tier opens at most; more callers wait for one."""
+
 SCAN_BATCH = 1000
 """Keys asked for per SCAN step, and unlinked per UNLINK, by ``delete_prefix``."""
 
@@ -44,7 +47,15 @@ _HEADER = _ENVELOPE.size
 # number that orders writers) and sets the cached copy, atomically, so the
 # journal and the cache can never disagree on which write came last.
 _JOURNAL_PUT = """
-local n = (#ARGV) / 4
+local limit = tonumber(ARGV[#ARGV])
+local n = (#ARGV - 1) / 4
+if redis.call('HLEN', KEYS[1]) + n > limit then
+  local new = 0
+  for i = 1, n do
+    if redis.call('HEXISTS', KEYS[1], ARGV[4*i-3]) == 0 then new = new + 1 end
+  end
+  if redis.call('HLEN', KEYS[1]) + new > limit then return -1 end
+end
 for i = 1, n do
   local seq = redis.call('INCR', KEYS[2])
   redis.call('HSET', KEYS[1], ARGV[4*i-3], seq .. '|' .. ARGV[4*i-2])
@@ -123,6 +134,18 @@ for i = 1, #KEYS / 2 do
 end
 return filled
 """
+_SET = """
+for i = 1, #KEYS / 2 do
+  local px = tonumber(ARGV[2*i])
+  if px > 0 then
+    redis.call('SET', KEYS[2*i], ARGV[2*i-1], 'PX', px)
+  else
+    redis.call('SET', KEYS[2*i], ARGV[2*i-1])
+  end
+  redis.call('DEL', KEYS[2*i-1])
+end
+return 0
+"""
 _RELEASE = """
 for i = 1, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
@@ -142,6 +165,7 @@ _SCRIPTS = {
     "version": _READ_VERSION,
     "unlock": _UNLOCK,
     "fill": _FILL_LEASED,
+    "set": _SET,
     "release": _RELEASE,
 }
 
@@ -234,7 +258,7 @@ class RedisTier:
         if not isinstance(failure_threshold, int) or failure_threshold < 1:
             raise ConfigurationError(f"failure_threshold must be a positive int, got {failure_threshold!r}")
         self.failure_threshold = failure_threshold
-        self.cooldown = seconds(cooldown, "cooldown")
+        self.cooldown: float = seconds(cooldown, "cooldown") or 0.5
         self._failures = 0
         self._open_until = 0.0
         self._probing = False
@@ -366,13 +390,19 @@ class RedisTier:
             elif self._url_raw is not None:
                 import redis.asyncio
 
-                self._aclient = redis.asyncio.Redis.from_url(
+                # A bounded pool: a burst of coroutines shares ASYNC_MAX_CONNECTIONS
+                # connections instead of opening one each (a connect storm that
+                # trips timeouts on a busy host), waiting at most `timeout` for one.
+                pool = redis.asyncio.BlockingConnectionPool.from_url(
                     self._url_raw,
+                    max_connections=ASYNC_MAX_CONNECTIONS,
+                    timeout=self.timeout,
                     socket_timeout=self.timeout,
                     socket_connect_timeout=self.timeout,
                     retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
                     health_check_interval=0,
                 )
+                self._aclient = redis.asyncio.Redis(connection_pool=pool)
             else:
                 raise ConfigurationError(
                     "this RedisTier wraps a sync client; give it aclient= for AsyncCache"
@@ -406,14 +436,17 @@ class RedisTier:
         await self._arun(self._set_many(entries), "SET")
 
     def _set_many(self, entries: Sequence[TierEntry]) -> _Commands[None]:
-        commands = []
+        if not entries:
+            return
+        # One script sets the copies and takes away any reader's lease on
+        # them, atomically: a read that loaded before this write can no
+        # longer fill over it (see fill_leased).
+        keys: list[str] = []
+        args: list[Any] = []
         for rkey, blob, px in self._sealed(entries):
-            commands.append(("set", (rkey, blob), {"px": px or None}))
-        if len(commands) == 1:
-            name, args, kwargs = commands[0]
-            yield ("call", name, args, kwargs)
-        elif commands:
-            yield ("pipe", "", tuple(commands), {})
+            keys += [_lease_key(rkey), rkey]
+            args += [blob, px]
+        yield ("script", "set", tuple(keys), {"args": args})
 
     def _sealed(self, entries: Sequence[TierEntry]) -> list[tuple[str, bytes, int]]:
         """Entries as ``(redis key, envelope, px)``; px 0 means no expiry."""
@@ -465,14 +498,17 @@ class RedisTier:
         seq_key: str,
         records: Sequence[tuple[str, bytes]],
         entries: Sequence[TierEntry],
-    ) -> None:
+        limit: int,
+    ) -> bool:
         """Record pending writes and set their cached copies in one atomic step.
 
         ``records`` are ``(field, payload)`` pairs for the journal hash;
         ``entries`` the matching cache entries (same order; an entry with
-        empty data, a delete, sets nothing).
+        empty data, a delete, sets nothing). Returns False, writing nothing,
+        when the journal would hold more than ``limit`` keys.
         """
-        self._run(self._journal_put(journal, seq_key, records, entries), "journal write")
+        return self._run(self._journal_put(journal, seq_key, records, entries, limit),
+                         "journal write")
 
     async def ajournal_put(
         self,
@@ -480,8 +516,11 @@ class RedisTier:
         seq_key: str,
         records: Sequence[tuple[str, bytes]],
         entries: Sequence[TierEntry],
-    ) -> None:
-        await self._arun(self._journal_put(journal, seq_key, records, entries), "journal write")
+        limit: int,
+    ) -> bool:
+        return await self._arun(
+            self._journal_put(journal, seq_key, records, entries, limit), "journal write"
+        )
 
     def _journal_put(
         self,
@@ -489,7 +528,8 @@ class RedisTier:
         seq_key: str,
         records: Sequence[tuple[str, bytes]],
         entries: Sequence[TierEntry],
-    ) -> _Commands[None]:
+        limit: int,
+    ) -> _Commands[bool]:
         keys = [journal, seq_key]
         args: list[Any] = []
         for (field_, payload), (entry, (rkey, blob, px)) in zip(
@@ -498,7 +538,8 @@ class RedisTier:
             keys.append(rkey)
             args += [field_, payload, blob if entry[1] else b"", px]
         keys += [_lease_key(k) for k in keys[2:]]
-        yield ("script", "put", tuple(keys), {"args": args})
+        done = yield ("script", "put", tuple(keys), {"args": [*args, limit]})
+        return int(done) >= 0
 
     def journal_get(self, journal: str, fields: Sequence[str]) -> list[bytes | None]:
         """The journal's pending entries for ``fields`` (None where none is pending)."""
