@@ -116,10 +116,15 @@ class Bus:
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the listener thread (it wakes within one blocking read)."""
+        """Stop the listener thread, waking its blocking read with an entry of our own."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None:
+            try:
+                self.client.xadd(self.stream, _encode(self.origin, "", "wake", ()),
+                                 maxlen=self._maxlen, approximate=True)
+            except redis.RedisError:
+                pass  # the read ends by its own timeout
             thread.join(timeout)
         try:
             self._listen.close()
@@ -188,10 +193,10 @@ class Bus:
             if origin == self.origin:
                 self._last_beat_seen = self._clock()
             return
-        if origin == self.origin:
+        if origin == self.origin or kind == "wake":
             return  # our own writes already updated our copies
-        self.received += 1
         self._on_message(namespace, kind, keys)
+        self.received += 1
 
     def _check_position(self, why: str) -> None:
         """After a reconnect: if our last id is gone, entries may be lost."""

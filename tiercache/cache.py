@@ -112,10 +112,12 @@ class Cache:
             return None
         if self._bus is not None:
             return self._bus
-        l1 = bool(self.tiers) and not self.tiers[0].serialized
         redis_tier: Any = next((t for t in self.tiers if hasattr(t, "listener")), None)
-        if not l1 or redis_tier is None:
-            return None  # nobody else's L1 to reach, or no channel to reach it
+        if redis_tier is None:
+            return None  # no channel to other processes
+        # Even a cache with no L1 of its own must announce its changes to the
+        # other processes' L1; it only has nothing to listen for.
+        listen = bool(self.tiers) and not self.tiers[0].serialized
         from .bus import Bus
 
         block = 0.5
@@ -129,7 +131,8 @@ class Cache:
             max_silence=self.max_staleness,
             block=block,
         )
-        self._bus.start()
+        if listen:
+            self._bus.start()
         return self._bus
 
     def _on_bus_message(self, namespace: str, kind: str, keys: list[str]) -> None:

@@ -259,7 +259,7 @@ class Namespace(ReadPath):
     def _flush_plan(self, timeout: float) -> Plan[None]:
         deadline = time.monotonic() + timeout
         for _attempt in range(100_000):  # bounded; the deadline ends it sooner
-            busy, failed = (yield from self._policy.flush(self)) or (False, 0)
+            busy, failed = (yield from self._policy.flush(self, True)) or (False, 0)
             if failed:
                 raise StoreError(
                     f"{self.name}: {failed} write-back entries could not be written "

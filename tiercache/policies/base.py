@@ -114,8 +114,12 @@ class WritePolicy(Protocol):
         """Values written but not yet in the store, ``{index in fields: value}``."""
         ...
 
-    def flush(self, target: Target) -> Plan[tuple[bool, int]]:
-        """Write to the store what the policy holds back: ``(busy, entries failed)``."""
+    def flush(self, target: Target, force: bool = False) -> Plan[tuple[bool, int]]:
+        """Write to the store what the policy holds back: ``(busy, entries failed)``.
+
+        ``force``: an explicit flush, which retries failed entries now
+        instead of after their backoff.
+        """
         ...
 
     def close(self) -> None:

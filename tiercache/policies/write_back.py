@@ -165,7 +165,7 @@ class WriteBack:
         if state.journal is None:
             if len(state.local) + len(fields) > self.max_pending:
                 # Back-pressure: make room by writing the backlog now.
-                yield from self.flush(target)
+                yield from self.flush(target, force=True)
                 if len(state.local) + len(fields) > self.max_pending:
                     raise CapacityError(
                         f"{target.name}: {len(state.local)} writes wait for the store "
@@ -186,7 +186,7 @@ class WriteBack:
             recorded = yield (state.journal, "journal_put", journal_args)
             if recorded is False:
                 # Back-pressure: the journal is full; write the backlog, then retry once.
-                yield from self.flush(target)
+                yield from self.flush(target, force=True)
                 recorded = yield (state.journal, "journal_put", journal_args)
                 if recorded is False:
                     raise CapacityError(
@@ -226,12 +226,14 @@ class WriteBack:
 
     # -- flushing -----------------------------------------------------------
 
-    def flush(self, target: Target) -> Plan[tuple[bool, int]]:
+    def flush(self, target: Target, force: bool = False) -> Plan[tuple[bool, int]]:
         """Write pending entries to the store.
 
         Returns ``(busy, failed)``: ``busy`` when another process holds the
         flush lease (it is writing the same journal), ``failed`` the entries
-        that could not be written in this pass and stay pending.
+        that could not be written in this pass and stay pending. The
+        background job respects each failed entry's retry delay; an explicit
+        flush (``force``) tries every entry now.
         """
         state = self._state
         if target.store is None:
@@ -239,7 +241,7 @@ class WriteBack:
         if state.journal is None:
             with state.lock:
                 snapshot = dict(state.local)
-            _done, failed = yield from self._write_out(target, snapshot)
+            _done, failed = yield from self._write_out(target, snapshot, force)
             return (False, failed)
         token = uuid.uuid4().hex
         lock_key = target.journal_key + ":lock"
@@ -255,7 +257,7 @@ class WriteBack:
                 entries = yield (state.journal, "journal_read", (target.journal_key, self.max_batch))
                 if not entries:
                     break
-                done, failed = yield from self._write_out(target, entries)
+                done, failed = yield from self._write_out(target, entries, force)
                 if not done:
                     break
         finally:
@@ -265,7 +267,9 @@ class WriteBack:
                 pass  # the lease expires by itself
         return (False, failed)
 
-    def _write_out(self, target: Target, entries: dict[str, bytes]) -> Plan[tuple[int, int]]:
+    def _write_out(
+        self, target: Target, entries: dict[str, bytes], force: bool = False
+    ) -> Plan[tuple[int, int]]:
         """One batch to the store: ``(entries acknowledged, entries still failing)``."""
         state = self._state
         now = time.monotonic()
@@ -274,7 +278,7 @@ class WriteBack:
         poisoned: dict[str, bytes] = {}
         waiting = 0
         for field_, entry in list(entries.items())[: self.max_batch]:
-            if state.next_try.get(field_, 0.0) > now:
+            if not force and state.next_try.get(field_, 0.0) > now:
                 waiting += 1
                 continue
             try:

@@ -48,7 +48,7 @@ class WriteThrough:
     def pending(self, fields: Sequence[str], target: Target) -> Plan[dict[int, Any]]:
         return nothing()
 
-    def flush(self, target: Target) -> Plan[tuple[bool, int]]:
+    def flush(self, target: Target, force: bool = False) -> Plan[tuple[bool, int]]:
         return nothing()
 
     def close(self) -> None:
