@@ -424,6 +424,8 @@ def _close_at_exit(ref: weakref.ref[Cache]) -> None:
     cache = ref()
     if cache is not None:
         try:
-            cache.close()
+            # The sync close, for AsyncCache too: no event loop runs at exit,
+            # and the plans run as well on the tiers' sync clients.
+            Cache.close(cache)
         except Exception:  # at exit there is nobody left to raise to
             log.exception("tiercache: closing a cache at interpreter exit failed")
