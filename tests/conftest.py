@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -65,6 +66,18 @@ def prefix(request: pytest.FixtureRequest) -> Iterator[str]:
                 client.unlink(*keys)
         finally:
             client.close()
+
+
+TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
+"""The recorded workloads in shared/traces, beside the repository (as in CI)."""
+
+
+def shared_trace(name: str) -> Path:
+    """Path of a shared trace; skips where shared/ is absent, fails where servers are required (CI)."""
+    path = Path(os.environ.get("TIERCACHE_TRACES", TRACES)) / name
+    if not path.exists():
+        _unavailable(f"trace {name}", "TIERCACHE_REQUIRE_REDIS", f"{path} not found")
+    return path
 
 
 @pytest.fixture(scope="session")
