@@ -48,14 +48,19 @@ class ReadPath(NamespaceCore):
         tier_keys: Sequence[str],
         now: float,
         loader: Callable[[list[Key]], Mapping[Key, Any]] | None,
+        start: int = 0,
     ) -> Plan[dict[int, Any]]:
-        """The read path for a batch: ``{index: value}``, MISSING for a cached absence."""
+        """The read path for a batch: ``{index: value}``, MISSING for a cached absence.
+
+        ``start``: the first tier to ask (the tiers above it were asked already
+        by ``Namespace.get``'s direct path, and missed).
+        """
         if self._purges:
             # A shared tier is back: drop what it may hold stale before reading it.
             yield from self._replay_purges()
         found: dict[int, Any] = {}
         fills: _Fills = [[] for _ in self._tiers]
-        pending = yield from self._read_tiers(tier_keys, now, found, fills)
+        pending = yield from self._read_tiers(tier_keys, now, found, fills, start)
         if pending and self.store is not None and loader is None:
             fields = [encode_key(keys[i]) for i in pending]
             held = yield from self._policy.pending(fields, self)
@@ -97,51 +102,89 @@ class ReadPath(NamespaceCore):
         tier_keys: Sequence[str],
         now: float,
         found: dict[int, Any],
-        fills: list[list[tuple[int, Any, bytes | None, float | None]]],
+        fills: _Fills,
+        start: int = 0,
     ) -> Plan[list[int]]:
-        """Ask each tier in turn for what is still missing; returns the indices no tier had."""
+        """Ask each tier in turn for what is still missing; returns the indices no tier had.
+
+        Per tier: one round trip, one batch decode, one update of each counter.
+        """
         pending = list(range(len(tier_keys)))
-        for t, tier in enumerate(self._tiers):
+        tiers = self._tiers
+        for t in range(start, len(tiers)):
             if not pending:
                 break
+            tier = tiers[t]
             stats = self.tier_stats[t]
             started = _perf()
+            asked = tier_keys if len(pending) == len(tier_keys) else [tier_keys[i] for i in pending]
             try:
-                answers = yield (tier, "get_many", ([tier_keys[i] for i in pending], now))
+                answers = yield (tier, "get_many", (asked, now))
             except TierError as exc:
                 self._tier_failed(t, "read", exc)
                 continue
             stats.latency.add(_perf() - started)
-            missed = []
-            for i, answer in zip(pending, answers):
-                if answer is None or answer is UNDECODABLE:
-                    if answer is UNDECODABLE:
+            missed: list[int] = []
+            if None not in answers and UNDECODABLE not in answers:
+                hit_index, hit_answer = pending, answers  # every key hit: the common batch
+            else:
+                hit_index, hit_answer = [], []
+                for i, answer in zip(pending, answers):
+                    if answer is None:
+                        missed.append(i)
+                    elif answer is UNDECODABLE:
                         self._undecodable(t, tier_keys[i], "unknown envelope")
-                    stats.misses += 1
-                    missed.append(i)
-                    continue
-                raw, remaining = answer
-                data: bytes | None = None
-                if tier.serialized:
-                    data = raw
-                    if raw == _NEGATIVE:
-                        value = MISSING
+                        missed.append(i)
                     else:
-                        try:
-                            value = self.decode(raw, tier_keys[i])
-                        except SerializationError as exc:
-                            self._undecodable(t, tier_keys[i], str(exc))
-                            stats.misses += 1
-                            missed.append(i)
-                            continue
-                else:
-                    value = raw
-                stats.hits += 1
-                found[i] = value
-                for upper in range(t):
-                    fills[upper].append((i, value, data, self._fill_ttl(upper, remaining)))
+                        hit_index.append(i)
+                        hit_answer.append(answer)
+            if tier.serialized:
+                values = self._decode_many([a[0] for a in hit_answer], hit_index, tier_keys)
+            else:
+                values = [a[0] for a in hit_answer]
+            hits = len(values)
+            if t == 0 and _NOTHING not in values:
+                found.update(zip(hit_index, values))  # the first tier: nothing to backfill
+            else:
+                hits = 0
+                for i, answer, value in zip(hit_index, hit_answer, values):
+                    if value is _NOTHING:
+                        self._undecodable(t, tier_keys[i], "cannot be decoded")
+                        missed.append(i)
+                        continue
+                    hits += 1
+                    found[i] = value
+                    data = answer[0] if tier.serialized else None
+                    for upper in range(t):
+                        fills[upper].append((i, value, data, self._fill_ttl(upper, answer[1])))
+            if hits and missed:
+                missed.sort()
+            stats.hits += hits
+            stats.misses += len(missed)
             pending = missed
         return pending
+
+    def _decode_many(
+        self, blobs: list[bytes], indices: list[int], all_keys: Sequence[str]
+    ) -> list[Any]:
+        """Values of a tier's hits; MISSING for a cached absence, _NOTHING where undecodable."""
+        loads_many = None if self._bound else getattr(self._serializer, "loads_many", None)
+        if loads_many is not None and all(blobs):  # no cached absences: the common case
+            try:
+                return list(loads_many(blobs))
+            except SerializationError:
+                pass  # one bad value: decode one by one below, so only it is a miss
+        out: list[Any] = []
+        for blob, i in zip(blobs, indices):
+            tier_key = all_keys[i]
+            if blob == _NEGATIVE:
+                out.append(MISSING)
+                continue
+            try:
+                out.append(self.decode(blob, tier_key))
+            except SerializationError:
+                out.append(_NOTHING)
+        return out
 
     def _load(
         self,

@@ -28,17 +28,26 @@ class AsyncNamespace(Namespace):
 
     async def get(self, key: Key, default: Any = None) -> Any:
         """Coroutine form of :meth:`Namespace.get`."""
+        kind = type(key)
+        if kind is str and key.isascii():  # type: ignore[union-attr]
+            tier_key = self._str_prefix + key  # type: ignore[operator]
+        elif kind is int:
+            tier_key = self._int_prefix + str(key)
+        else:
+            return await arun(self._get_plan(key, default, 0))
         lookup = self._l1_lookup
-        if lookup is not None and type(key) is str:
-            try:
-                value, expires_at, _ = lookup(self._str_prefix + key)
-            except KeyError:
-                pass
-            else:
-                if expires_at > self._clock():
-                    self._l1_stats.hits += 1  # type: ignore[union-attr]
-                    return default if value is MISSING else value
-        return await arun(self._get_plan(key, default))
+        if lookup is None:
+            return await arun(self._get_plan(key, default, 0))
+        try:
+            value, expires_at, _ = lookup(tier_key)
+        except KeyError:
+            pass
+        else:
+            if expires_at > self._clock():
+                self._l1_stats.hits += 1  # type: ignore[union-attr]
+                return default if value is MISSING else value
+        self._l1_stats.misses += 1  # type: ignore[union-attr]
+        return await arun(self._get_plan(key, default, 1))
 
     async def _get_copy(self, key: Key, default: Any = None) -> Any:
         value = await AsyncNamespace.get(self, key, MISSING)

@@ -8,14 +8,21 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from ._core import _NEGATIVE, _SLEEP, NamespaceConfig, _perf
 from ._core import _NOTHING as NOTHING
-from ._core import _SLEEP, NamespaceConfig
 from ._plan import Plan, run
 from ._readpath import ReadPath
 from ._types import MISSING, Key
-from .errors import ConfigurationError, StoreError, ValueTooLargeError
+from .errors import (
+    ConfigurationError,
+    SerializationError,
+    StoreError,
+    TierError,
+    ValueTooLargeError,
+)
 from .invalidation import Invalidation
 from .policies import WriteBatch, WritePolicy
+from .tiers.base import UNDECODABLE
 
 __all__ = ["Namespace", "NamespaceConfig"]
 
@@ -39,6 +46,10 @@ class Namespace(ReadPath):
 
     def _apply(self, config: NamespaceConfig, new_policy: bool = True) -> None:
         super()._apply(config, new_policy)
+        # Namespace.get's direct path: the tier right after L1, if it reads one key in one call.
+        nxt = 1 if self._l1_lookup is not None else 0
+        tier = self._tiers[nxt] if nxt < len(self._tiers) else None
+        self._direct = tier if tier is not None and hasattr(tier, "get_one") else None
         # A copying namespace answers every read with a fresh object; the
         # plain hot path stays free of the check.
         if config.copy:
@@ -62,25 +73,78 @@ class Namespace(ReadPath):
             InvalidKeyError: ``key`` is not a supported key type.
             StoreError: the store failed to load.
         """
+        kind = type(key)
+        if kind is str and key.isascii():  # type: ignore[union-attr]
+            tier_key = self._str_prefix + key  # type: ignore[operator]
+        elif kind is int:
+            tier_key = self._int_prefix + str(key)
+        else:
+            return run(self._get_plan(key, default, 0))
         lookup = self._l1_lookup
-        if lookup is not None and type(key) is str:
+        start = 0
+        if lookup is not None:
             try:
-                value, expires_at, _ = lookup(self._str_prefix + key)
+                value, expires_at, _ = lookup(tier_key)
             except KeyError:
                 pass
             else:
                 if expires_at > self._clock():
                     self._l1_stats.hits += 1  # type: ignore[union-attr]
                     return default if value is MISSING else value
-        return run(self._get_plan(key, default))
+            self._l1_stats.misses += 1  # type: ignore[union-attr]
+            start = 1
+        direct = self._direct
+        if direct is not None and not self._purges:
+            # The next tier is Redis: one GET, without the plan machinery.
+            value = self._get_direct(direct, tier_key)
+            if value is not NOTHING:
+                return default if value is MISSING else value
+            start += 1
+        return run(self._get_plan(key, default, start))
+
+    def _get_direct(self, tier: Any, tier_key: str) -> Any:
+        """Ask the tier after L1 for one key; its value, or NOTHING to go on down."""
+        t = 1 if self._l1_lookup is not None else 0
+        stats = self.tier_stats[t]
+        started = _perf()
+        try:
+            answer = tier.get_one(tier_key)
+        except TierError as exc:
+            self._tier_failed(t, "read", exc)
+            return NOTHING
+        stats.latency.add(_perf() - started)
+        if answer is None or answer is UNDECODABLE:
+            if answer is UNDECODABLE:
+                self._undecodable(t, tier_key, "unknown envelope")
+            stats.misses += 1
+            return NOTHING
+        raw, remaining = answer
+        if raw == _NEGATIVE:
+            value = MISSING
+        else:
+            try:
+                value = self.decode(raw, tier_key)
+            except SerializationError as exc:
+                self._undecodable(t, tier_key, str(exc))
+                stats.misses += 1
+                return NOTHING
+        stats.hits += 1
+        if t:
+            l1 = self._tiers[0]
+            try:
+                l1.set_many([(tier_key, value, self._fill_ttl(0, remaining), len(raw))],
+                            self._clock())
+            except TierError as exc:  # pragma: no cover - MemoryTier does not fail
+                self._tier_failed(0, "set_many", exc)
+        return value
 
     def _get_copy(self, key: Key, default: Any = None) -> Any:
         value = Namespace.get(self, key, MISSING)
         return default if value is MISSING else copy_module.deepcopy(value)
 
-    def _get_plan(self, key: Key, default: Any) -> Plan[Any]:
+    def _get_plan(self, key: Key, default: Any, start: int = 0) -> Plan[Any]:
         tier_key = self.tier_key(key)
-        found = yield from self._read([key], [tier_key], self._clock(), None)
+        found = yield from self._read([key], [tier_key], self._clock(), None, start)
         value = found.get(0, MISSING)
         return default if value is MISSING else value
 
@@ -127,20 +191,22 @@ class Namespace(ReadPath):
     def _unique(self, keys: Iterable[Key]) -> tuple[list[Key], list[str]]:
         """Validate every key, then drop repeats by canonical form (so 1 and True never merge)."""
         seen: dict[str, Key] = {}
+        str_prefix, tier_key = self._str_prefix, self.tier_key
         for key in keys:
-            seen.setdefault(self.tier_key(key), key)
+            seen.setdefault(
+                str_prefix + key if type(key) is str and key.isascii() else tier_key(key), key
+            )
         return list(seen.values()), list(seen)
 
     def _get_many_plan(
         self, keys: list[Key], tier_keys: list[str], loader: Loader | None
     ) -> Plan[dict[Key, Any]]:
         found = yield from self._read(keys, tier_keys, self._clock(), loader)
-        copying = self.config.copy
-        return {
-            keys[i]: copy_module.deepcopy(v) if copying else v
-            for i, v in sorted(found.items())
-            if v is not MISSING
-        }
+        get = found.get
+        out = {key: value for i, key in enumerate(keys) if (value := get(i, MISSING)) is not MISSING}
+        if self.config.copy:
+            return {key: copy_module.deepcopy(value) for key, value in out.items()}
+        return out
 
     # -- writes -------------------------------------------------------------
 
