@@ -172,6 +172,7 @@ class NamespaceCore:
         bus: Any = None,
         max_staleness: float = 1.0,
         on_tier_error: str = "degrade",
+        wall_clock: Clock = time.time,
         log_interval: float = 10.0,
     ) -> None:
         self.name = name
@@ -202,6 +203,7 @@ class NamespaceCore:
         self._fence = Fence()
         self.max_staleness = max_staleness
         self.on_tier_error = on_tier_error
+        self.wall_clock = wall_clock
         self.has_store = store is not None
         l1 = self._tiers[0] if self._tiers and not self._tiers[0].serialized else None
         self._l1_lookup = getattr(l1, "lookup", None)
@@ -375,7 +377,10 @@ class NamespaceCore:
             yield (self._bus, "publish", (self.name, kind, list(tier_keys)))
         except TierError as exc:
             self.bus_errors += 1
-            self._warn("bus", f"{self.name}: invalidation not announced: {exc}")
+            self._warn("bus", f"{self.name}: invalidation not announced yet: {exc}")
+            # Other processes' L1 copies must still hear of it: announce it
+            # again (with the drop) once Redis answers, like a failed purge.
+            self._remember_purge(self._shared_index(), None if kind != "keys" else list(tier_keys))
 
     # -- the Target protocol: sub-plans the write policies compose ----------
 
@@ -413,18 +418,36 @@ class NamespaceCore:
                 continue
             if tier.serialized and not shared:
                 continue
+            if not tier.serialized and batch.local_tiers is not None:
+                # In-process copies are replaced by the namespace once the
+                # change is complete, fenced (see Namespace._write_plan).
+                batch.local_tiers.append(t)
+                continue
             entries = self.entries(batch, t)
-            stale: list[str] = []
-            if not tier.serialized and batch.fence is not None:
-                # Another write to a key began after ours: its value may be
-                # newer, so drop our copy rather than put ours over it.
-                fresh = self._fence.unchanged(batch.fence, batch.tier_keys)
-                stale = [k for k, ok in zip(batch.tier_keys, fresh) if not ok]
-                entries = [e for e, ok in zip(entries, fresh) if ok]
             if entries and (yield from self._tier_call(t, "set_many", (entries, batch.now))):
                 self.tier_stats[t].sets += len(entries)
+
+    def fill_local(
+        self, t: int, entries: list[TierEntry], now: float, fence: Any
+    ) -> Plan[bool]:
+        """Put entries into an in-process tier, fenced: none outlives a change that raced it.
+
+        The check comes after the insert: a change bumps the key's
+        generation before it deletes the key, so either the change's
+        delete runs after our insert, or we see its bump here and delete.
+        """
+        if not entries:
+            return True
+        keys = [e[0] for e in entries]
+        fresh = self._fence.unchanged(fence, keys)
+        entries = [e for e, ok in zip(entries, fresh) if ok]
+        done = bool(entries) and (yield from self._tier_call(t, "set_many", (entries, now)))
+        if entries:
+            inserted = [e[0] for e in entries]
+            stale = [k for k, ok in zip(inserted, self._fence.unchanged(fence, inserted)) if not ok]
             if stale:
                 yield from self._tier_call(t, "delete_many", (stale,))
+        return done
 
     def drop(self, tier_keys: Sequence[str], local: bool = True) -> Plan[None]:
         for t, tier in enumerate(self._tiers):
@@ -469,6 +492,10 @@ class NamespaceCore:
                     self._remember_purge(t, None)
             return False
         return True
+
+    def _shared_index(self) -> int:
+        """Index of the first shared (Redis) tier; the bus only exists when there is one."""
+        return next(t for t, tier in enumerate(self._tiers) if tier.serialized)
 
     def _remember_purge(self, t: int, keys: Sequence[str] | None) -> None:
         with self._purge_lock:

@@ -31,10 +31,11 @@ _Fills = list[list[tuple[int, Any, bytes | None, float | None]]]
 class _Leases:
     """This read's leases on Redis keys: the token, the keys held, the keys served by others."""
 
-    __slots__ = ("token", "held", "served")
+    __slots__ = ("token", "held", "served", "skip")
 
     def __init__(self) -> None:
         self.token = ""
+        self.skip = False
         self.held: set[str] = set()
         self.served: set[str] = set()
 
@@ -49,18 +50,24 @@ class ReadPath(NamespaceCore):
         now: float,
         loader: Callable[[list[Key]], Mapping[Key, Any]] | None,
         start: int = 0,
+        lease: bool = True,
     ) -> Plan[dict[int, Any]]:
         """The read path for a batch: ``{index: value}``, MISSING for a cached absence.
 
         ``start``: the first tier to ask (the tiers above it were asked already
-        by ``Namespace.get``'s direct path, and missed).
+        by ``Namespace.get``'s direct path, and missed). ``lease``: False when
+        that direct read of Redis just failed.
         """
         if self._purges:
             # A shared tier is back: drop what it may hold stale before reading it.
             yield from self._replay_purges()
+        # Generations before anything is read: a copy put into L1 at the end
+        # must not outlive a change that raced this read (see fill_local).
+        fence = self._fence.snapshot(tier_keys) if self._l1_lookup is not None else None
         found: dict[int, Any] = {}
         fills: _Fills = [[] for _ in self._tiers]
-        pending = yield from self._read_tiers(tier_keys, now, found, fills, start)
+        failed: set[int] = set()
+        pending = yield from self._read_tiers(tier_keys, now, found, fills, start, failed)
         if pending and self.store is not None and loader is None:
             fields = [encode_key(keys[i]) for i in pending]
             held = yield from self._policy.pending(fields, self)
@@ -69,6 +76,11 @@ class ReadPath(NamespaceCore):
                     found[pending[n]] = value  # MISSING: a delete not yet flushed
                 pending = [i for n, i in enumerate(pending) if n not in held]
         leases = _Leases()
+        # A read whose Redis GET just failed takes no lease: a command sent
+        # to a stalled server may still run later and block others' fills.
+        leases.skip = not lease or (
+            self._lease_tier is not None and self._tiers.index(self._lease_tier) in failed
+        )
         try:
             if pending and (loader is not None or self.store is not None):
                 yield from self._load(keys, tier_keys, pending, loader, found, fills, leases)
@@ -89,7 +101,10 @@ class ReadPath(NamespaceCore):
                         if filled is not None:
                             leases.held.difference_update(e[0] for e in entries)
                     continue
-                yield from self._tier_call(t, "set_many", (entries, now))
+                if fence is not None and not tier.serialized:
+                    yield from self.fill_local(t, entries, now, fence)
+                else:
+                    yield from self._tier_call(t, "set_many", (entries, now))
         finally:
             if leases.held:
                 yield from self._tier_call(
@@ -104,6 +119,7 @@ class ReadPath(NamespaceCore):
         found: dict[int, Any],
         fills: _Fills,
         start: int = 0,
+        failed: set[int] | None = None,
     ) -> Plan[list[int]]:
         """Ask each tier in turn for what is still missing; returns the indices no tier had.
 
@@ -111,6 +127,8 @@ class ReadPath(NamespaceCore):
         """
         pending = list(range(len(tier_keys)))
         tiers = self._tiers
+        if failed is None:
+            failed = set()
         for t in range(start, len(tiers)):
             if not pending:
                 break
@@ -122,6 +140,7 @@ class ReadPath(NamespaceCore):
                 answers = yield (tier, "get_many", (asked, now))
             except TierError as exc:
                 self._tier_failed(t, "read", exc)
+                failed.add(t)
                 continue
             stats.latency.add(_perf() - started)
             missed: list[int] = []
@@ -253,7 +272,7 @@ class ReadPath(NamespaceCore):
         results: dict[str, Any],
         leases: _Leases,
     ) -> Plan[None]:
-        tier = self._lease_tier
+        tier = None if leases.skip else self._lease_tier
         if tier is not None:
             leases.token = uuid.uuid4().hex
             wanted = [tier_keys[i] for i in mine]

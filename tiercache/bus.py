@@ -52,6 +52,8 @@ class Bus:
             heartbeat overdue); the cache drops its L1 copies.
         on_tick: called after each successful read of the stream (Redis
             answers): the cache replays purges that failed while it did not.
+        available: False while the tier's circuit breaker is open: publish
+            then fails at once instead of waiting for a timeout.
         heartbeat: seconds between heartbeats.
         max_silence: seconds without seeing our own heartbeat before the bus
             calls ``on_gap`` and reports itself unhealthy.
@@ -67,6 +69,7 @@ class Bus:
         on_message: Callable[[str, str, list[str]], None],
         on_gap: Callable[[str], None],
         on_tick: Callable[[], None] = lambda: None,
+        available: Callable[[], bool] = lambda: True,
         heartbeat: float = 0.25,
         max_silence: float = 1.0,
         block: float = 0.5,
@@ -80,6 +83,7 @@ class Bus:
         self._on_message = on_message
         self._on_gap = on_gap
         self._on_tick = on_tick
+        self._available = available
         self._heartbeat = heartbeat
         self._max_silence = max_silence
         self._block_ms = max(1, int(block * 1000))
@@ -138,6 +142,8 @@ class Bus:
             TierUnavailable: Redis did not answer (the namespace degrades).
             TierError: Redis refused the entry.
         """
+        if not self._available():
+            raise TierUnavailable("invalidation bus skipped: Redis circuit open")
         try:
             self.client.xadd(self.stream, _encode(self.origin, namespace, kind, keys),
                              maxlen=self._maxlen, approximate=True)
@@ -172,7 +178,8 @@ class Bus:
                     log.warning("invalidation bus lost its connection: %s", exc)
                 self._check_health()
                 # Bounded backoff, cut short by stop().
-                self._stop.wait(min(0.05 * 2 ** min(failures, 5), 1.0))
+                # Short: once Redis is back, stale copies wait for this loop's replay.
+                self._stop.wait(min(0.05 * 2 ** min(failures, 5), 0.25))
             except Exception:  # never let the listener die silently
                 log.exception("invalidation bus listener error")
                 self._stop.wait(0.1)

@@ -67,25 +67,30 @@ class Fence:
         self._epoch = 0
         self._lock = threading.Lock()
 
-    def snapshot(self, keys: Sequence[str]) -> tuple[int, list[int]]:
-        """The generations of ``keys`` now, to compare after a load."""
+    def snapshot(self, keys: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """The generations of ``keys`` now, to compare after a load or a fill."""
         gens, slots = self._gens, self._slots
-        return self._epoch, [gens[hash(k) % slots] for k in keys]
+        return self._epoch, {k: gens[hash(k) % slots] for k in keys}
 
-    def unchanged(self, snapshot: tuple[int, list[int]], keys: Sequence[str]) -> list[bool]:
-        """Per key: True if nothing touched it since ``snapshot``."""
+    def unchanged(self, snapshot: tuple[int, dict[str, int]], keys: Sequence[str]) -> list[bool]:
+        """Per key: True if nothing touched it since ``snapshot``.
+
+        ``keys`` may be any of the snapshot's keys, in any order.
+        """
         epoch, before = snapshot
         if epoch != self._epoch:
             return [False] * len(keys)
         gens, slots = self._gens, self._slots
-        return [gens[hash(k) % slots] == g for k, g in zip(keys, before)]
+        return [gens[hash(k) % slots] == before.get(k) for k in keys]
 
-    def bump(self, keys: Iterable[str]) -> None:
-        """A write, delete or invalidation of ``keys`` is starting or has ended."""
+    def bump(self, keys: Iterable[str]) -> tuple[int, dict[str, int]]:
+        """A change of ``keys`` is starting or has ended; returns their generations after it."""
         gens, slots = self._gens, self._slots
         with self._lock:
+            keys = list(keys)
             for key in keys:
                 gens[hash(key) % slots] += 1
+            return self._epoch, {k: gens[hash(k) % slots] for k in keys}
 
     def bump_all(self) -> None:
         """Every key changed (``invalidate_all``, a bus gap)."""

@@ -28,6 +28,8 @@ __all__ = ["Namespace", "NamespaceConfig"]
 
 Loader = Callable[[list[Key]], Mapping[Key, Any]]
 
+FAILED = object()  # the direct read's tier failed: read around it, take no lease
+
 
 class Namespace(ReadPath):
     """The read and write paths of one namespace. Get one from ``Cache.namespace()``.
@@ -94,24 +96,28 @@ class Namespace(ReadPath):
             self._l1_stats.misses += 1  # type: ignore[union-attr]
             start = 1
         direct = self._direct
+        lease = True
         if direct is not None and not self._purges:
             # The next tier is Redis: one GET, without the plan machinery.
             value = self._get_direct(direct, tier_key)
-            if value is not NOTHING:
+            if value is FAILED:
+                lease = False
+            elif value is not NOTHING:
                 return default if value is MISSING else value
             start += 1
-        return run(self._get_plan(key, default, start))
+        return run(self._get_plan(key, default, start, lease))
 
     def _get_direct(self, tier: Any, tier_key: str) -> Any:
         """Ask the tier after L1 for one key; its value, or NOTHING to go on down."""
         t = 1 if self._l1_lookup is not None else 0
         stats = self.tier_stats[t]
+        fence = self._fence.snapshot((tier_key,)) if t else None
         started = _perf()
         try:
             answer = tier.get_one(tier_key)
         except TierError as exc:
             self._tier_failed(t, "read", exc)
-            return NOTHING
+            return FAILED
         stats.latency.add(_perf() - started)
         if answer is None or answer is UNDECODABLE:
             if answer is UNDECODABLE:
@@ -129,22 +135,21 @@ class Namespace(ReadPath):
                 stats.misses += 1
                 return NOTHING
         stats.hits += 1
-        if t:
+        if fence is not None and self._fence.unchanged(fence, (tier_key,))[0]:
+            # Backfill L1, fenced: insert, then drop it if a change raced us.
             l1 = self._tiers[0]
-            try:
-                l1.set_many([(tier_key, value, self._fill_ttl(0, remaining), len(raw))],
-                            self._clock())
-            except TierError as exc:  # pragma: no cover - MemoryTier does not fail
-                self._tier_failed(0, "set_many", exc)
+            l1.set_many([(tier_key, value, self._fill_ttl(0, remaining), len(raw))], self._clock())
+            if not self._fence.unchanged(fence, (tier_key,))[0]:
+                l1.delete_many((tier_key,))
         return value
 
     def _get_copy(self, key: Key, default: Any = None) -> Any:
         value = Namespace.get(self, key, MISSING)
         return default if value is MISSING else copy_module.deepcopy(value)
 
-    def _get_plan(self, key: Key, default: Any, start: int = 0) -> Plan[Any]:
+    def _get_plan(self, key: Key, default: Any, start: int = 0, lease: bool = True) -> Plan[Any]:
         tier_key = self.tier_key(key)
-        found = yield from self._read([key], [tier_key], self._clock(), None, start)
+        found = yield from self._read([key], [tier_key], self._clock(), None, start, lease)
         value = found.get(0, MISSING)
         return default if value is MISSING else value
 
@@ -240,12 +245,27 @@ class Namespace(ReadPath):
     def _write_plan(self, batch: WriteBatch) -> Plan[None]:
         if self._purges:
             yield from self._replay_purges()
-        self._touch("keys", batch.tier_keys)
-        batch.fence = self._fence.snapshot(batch.tier_keys)
+        fence = self._fence
+        epoch, before = fence.bump(batch.tier_keys)
+        batch.local_tiers = []
         try:
             yield from self._policy.write(batch, self)
         finally:
-            self._touch("keys", batch.tier_keys)
+            after_epoch, after = fence.bump(batch.tier_keys)
+        if batch.local_tiers:
+            # This process's copies are replaced last, after the change is
+            # complete, and only for keys no other change touched meanwhile
+            # (their generation moved by our own second bump alone); any
+            # change that lands after our insert deletes or replaces it.
+            unraced = {k for k in batch.tier_keys
+                       if after_epoch == epoch and after[k] == before[k] + 1}
+            raced = [k for k in batch.tier_keys if k not in unraced]
+            for t in batch.local_tiers:
+                entries = [e for e in self.entries(batch, t) if e[0] in unraced]
+                if entries and (yield from self.fill_local(t, entries, batch.now, (after_epoch, after))):
+                    self.tier_stats[t].sets += len(entries)
+                if raced:
+                    yield from self._tier_call(t, "delete_many", (raced,))
         yield from self._publish("keys", batch.tier_keys)
 
     def _prepare(self, items: Mapping[Key, Any]) -> WriteBatch:

@@ -22,9 +22,9 @@ class WriteBatch:
 
     ``keys``, ``tier_keys``, ``values`` and ``data`` are parallel: the
     caller's key, its full tier key, the value, and its serialized bytes.
-    ``fence`` is the keys' generations when the write began (set by the
-    namespace): an in-process copy is only replaced if no other change
-    touched its key since.
+    ``local_tiers`` (set by the namespace) collects the in-process tiers
+    that ``fill`` was asked to fill: the namespace fills them once the
+    whole change is done, only for keys no other change touched meanwhile.
     """
 
     keys: Sequence[Key]
@@ -32,7 +32,7 @@ class WriteBatch:
     values: Sequence[Any]
     data: Sequence[bytes]
     now: float
-    fence: Any = None
+    local_tiers: list[int] | None = None
 
     def items(self) -> dict[Key, Any]:
         """``{key: value}`` as a store takes it."""
