@@ -7,12 +7,14 @@ import hashlib
 import logging
 import re
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
+from ._plan import run
 from ._types import Clock, Key, monotonic, seconds
 from .decorators import cached_function
 from .errors import ConfigurationError
@@ -53,6 +55,10 @@ class Cache:
             invalidation bus cannot prove delivery (Purge and Versioned).
         bus: announce Purge and Versioned changes to other processes over the
             first Redis tier (default), or not (``False``: one process only).
+        wall_clock: Unix seconds, for stamps shared between processes (the
+            soft expiry of ``cached(stale_while_revalidate=...)``);
+            ``time.time`` unless a custom ``clock`` is given, which then
+            drives both (a FakeClock in tests).
         on_tier_error: ``"degrade"`` (default): a failing tier is read and
             written around (L1 + store), counted and logged, and no error
             reaches the caller; ``"raise"``: the ``TierUnavailable`` (or
@@ -75,6 +81,7 @@ class Cache:
         max_staleness: float = 1.0,
         bus: bool = True,
         on_tier_error: str = "degrade",
+        wall_clock: Callable[[], float] | None = None,
     ) -> None:
         tiers = list(tiers)
         for tier in tiers:
@@ -88,6 +95,9 @@ class Cache:
         self.tiers = tiers
         self.store = store
         self.clock = clock
+        if wall_clock is None:
+            wall_clock = time.time if clock is monotonic else clock
+        self.wall_clock = wall_clock
         self.scheduler = scheduler if scheduler is not None else ThreadScheduler()
         if on_tier_error not in ("degrade", "raise"):
             raise ConfigurationError(
@@ -128,6 +138,7 @@ class Cache:
             on_message=self._on_bus_message,
             on_gap=self._on_bus_gap,
             on_tick=self._on_bus_tick,
+            available=lambda: bool(getattr(redis_tier, "available", True)),
             max_silence=self.max_staleness,
             block=block,
         )
@@ -230,6 +241,7 @@ class Cache:
                 bus=self._bus_for(config),
                 max_staleness=self.max_staleness,
                 on_tier_error=self.on_tier_error,
+                wall_clock=self.wall_clock,
             )
             self._namespaces[name] = ns
             return ns
@@ -368,7 +380,9 @@ class Cache:
         errors: list[BaseException] = []
         for ns in namespaces:
             try:
-                ns.close()
+                # The sync driver, whatever the namespace's kind: this also
+                # closes an AsyncCache at interpreter exit, when no loop runs.
+                run(ns._close_plan())
             except Exception as exc:  # close the rest, then report the first failure
                 errors.append(exc)
         self._finish_close(errors)

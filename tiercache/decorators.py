@@ -110,7 +110,7 @@ def _normal(value: Any) -> Any:
     if kind is list:
         return ("l", tuple(_normal(v) for v in value))
     if kind is tuple:
-        return tuple(_normal(v) for v in value)
+        return ("t", tuple(_normal(v) for v in value))
     return value
 
 
@@ -176,15 +176,19 @@ def cached_function(
 
     soft = bool(stale_while_revalidate or stale_if_error)
     is_async = inspect.iscoroutinefunction(fn)
+    # Soft-expiry stamps are shared through Redis: read from the cache's
+    # wall clock (a FakeClock in tests, when the cache was given one).
+    wall = ns.wall_clock
     drive: Callable[[Any], Any] = arun if is_async else run
     refreshing: set[Key] = set()
     refreshing_lock = threading.Lock()
+    tasks: set[asyncio.Task[None]] = set()
     peek = ns._l1_peek
 
     def wrap(value: Any) -> Any:
         # Under soft expiry the cache holds [fresh until (wall clock), value];
         # the namespace's TTL (ttl + grace) keeps it for serving stale.
-        return [time.time() + ttl, value] if soft else value  # type: ignore[operator]
+        return [wall() + ttl, value] if soft else value  # type: ignore[operator]
 
     def refresh_plan(call: _Call) -> Any:
         result = yield (call, "call", ())
@@ -213,7 +217,10 @@ def cached_function(
                 finally:
                     done()
 
-            asyncio.get_running_loop().create_task(task())
+            # Keep a reference: the loop holds tasks only weakly.
+            running = asyncio.get_running_loop().create_task(task())
+            tasks.add(running)
+            running.add_done_callback(tasks.discard)
             return
 
         def thread() -> None:
@@ -233,7 +240,7 @@ def cached_function(
         if not soft or hit is MISSING:
             return hit
         fresh_until, value = hit
-        now = time.time()
+        now = wall()
         if now < fresh_until:
             return value
         if stale_while_revalidate and now < fresh_until + stale_while_revalidate:
@@ -311,4 +318,53 @@ def cached_function(
     wrapper.refresh = refresh  # type: ignore[attr-defined]
     wrapper.namespace = ns  # type: ignore[attr-defined]
     wrapper.cache_key = lambda *a, **kw: make_key(a, kw)  # type: ignore[attr-defined]
+    if key is None and _first_parameter(fn) in ("self", "cls"):
+        return _CachedMethod(wrapper)
     return wrapper
+
+
+def _first_parameter(fn: Callable[..., Any]) -> str | None:
+    params = list(inspect.signature(fn).parameters)
+    return params[0] if params else None
+
+
+class _CachedMethod:
+    """A cached method: ``obj.method(x)``, and ``obj.method.invalidate(x)`` / ``.refresh(x)``."""
+
+    def __init__(self, wrapper: Callable[..., Any]) -> None:
+        self._wrapper = wrapper
+        functools.update_wrapper(self, wrapper)
+        self.__wrapped__ = wrapper.__wrapped__  # type: ignore[attr-defined]  # the user's function
+        self.invalidate = wrapper.invalidate  # type: ignore[attr-defined]
+        self.refresh = wrapper.refresh  # type: ignore[attr-defined]
+        self.namespace = wrapper.namespace  # type: ignore[attr-defined]
+        self.cache_key = wrapper.cache_key  # type: ignore[attr-defined]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapper(*args, **kwargs)
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return _BoundCached(self._wrapper, obj)
+
+
+class _BoundCached:
+    """``obj.method`` of a cached method: calls, invalidates and refreshes for ``obj``."""
+
+    __slots__ = ("_wrapper", "_obj")
+
+    def __init__(self, wrapper: Callable[..., Any], obj: Any) -> None:
+        self._wrapper = wrapper
+        self._obj = obj
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapper(self._obj, *args, **kwargs)
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> Any:
+        """Drop the cached result of ``obj.method(*args, **kwargs)``."""
+        return self._wrapper.invalidate(self._obj, *args, **kwargs)  # type: ignore[attr-defined]
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Call ``obj.method(*args, **kwargs)`` now and cache its result."""
+        return self._wrapper.refresh(self._obj, *args, **kwargs)  # type: ignore[attr-defined]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import re
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -256,7 +258,8 @@ class RedisTier:
         self._url = _redact(url) if url else None
         self._closed = False
         self._url_raw = url
-        self._aclient: Any = aclient
+        self._user_aclient: Any = aclient
+        self._aclients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         if not isinstance(failure_threshold, int) or failure_threshold < 1:
             raise ConfigurationError(f"failure_threshold must be a positive int, got {failure_threshold!r}")
         self.failure_threshold = failure_threshold
@@ -268,7 +271,7 @@ class RedisTier:
         self.breaker_opened = 0
         self.recoveries = 0
         self._scripts: dict[str, Any] = {}
-        self._ascripts: dict[str, Any] = {}
+        self._ascripts: dict[int, dict[str, Any]] = {}
 
     @classmethod
     def embedded(cls, *, ttl: float | timedelta | None = None, name: str = "redis") -> RedisTier:
@@ -374,7 +377,7 @@ class RedisTier:
         raise AssertionError(f"unknown command kind {kind}")  # pragma: no cover
 
     def _script(self, client: Any, name: str) -> Any:
-        cache = self._scripts if client is self.client else self._ascripts
+        cache = self._scripts if client is self.client else self._ascripts.setdefault(id(client), {})
         script = cache.get(name)
         if script is None:
             script = cache[name] = client.register_script(_SCRIPTS[name])
@@ -382,34 +385,44 @@ class RedisTier:
 
     @property
     def aclient(self) -> Any:
-        """The redis.asyncio client for AsyncCache, created on first use."""
-        if self._aclient is None:
-            if self.is_embedded:
-                import fakeredis
+        """The redis.asyncio client of the running event loop, created on first use.
 
-                _embedded_client()  # make sure the shared server exists
-                self._aclient = fakeredis.FakeAsyncRedis(server=_embedded_server)
-            elif self._url_raw is not None:
-                import redis.asyncio
+        An async client belongs to the loop it first ran on, so each loop
+        (successive ``asyncio.run`` calls, per-test loops) gets its own.
+        """
+        if self._user_aclient is not None:
+            return self._user_aclient
+        loop = asyncio.get_running_loop()
+        client = self._aclients.get(loop)
+        if client is None:
+            client = self._aclients[loop] = self._new_aclient()
+        return client
 
-                # A bounded pool: a burst of coroutines shares ASYNC_MAX_CONNECTIONS
-                # connections instead of opening one each (a connect storm that
-                # trips timeouts on a busy host), waiting at most `timeout` for one.
-                pool = redis.asyncio.BlockingConnectionPool.from_url(
-                    self._url_raw,
-                    max_connections=ASYNC_MAX_CONNECTIONS,
-                    timeout=self.timeout,
-                    socket_timeout=self.timeout,
-                    socket_connect_timeout=self.timeout,
-                    retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
-                    health_check_interval=0,
-                )
-                self._aclient = redis.asyncio.Redis(connection_pool=pool)
-            else:
-                raise ConfigurationError(
-                    "this RedisTier wraps a sync client; give it aclient= for AsyncCache"
-                )
-        return self._aclient
+    def _new_aclient(self) -> Any:
+        if self.is_embedded:
+            import fakeredis
+
+            _embedded_client()  # make sure the shared server exists
+            return fakeredis.FakeAsyncRedis(server=_embedded_server)
+        if self._url_raw is None:
+            raise ConfigurationError(
+                "this RedisTier wraps a sync client; give it aclient= for AsyncCache"
+            )
+        import redis.asyncio
+
+        # A bounded pool: a burst of coroutines shares ASYNC_MAX_CONNECTIONS
+        # connections instead of opening one each (a connect storm that trips
+        # timeouts on a busy host), waiting at most `timeout` for one.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            self._url_raw,
+            max_connections=ASYNC_MAX_CONNECTIONS,
+            timeout=self.timeout,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        return redis.asyncio.Redis(connection_pool=pool)
 
     # -- the Tier protocol ----------------------------------------------------
 
@@ -768,8 +781,13 @@ class RedisTier:
 
     async def aclose(self) -> None:
         """Close the async client (and the sync one); idempotent."""
-        aclient, self._aclient = self._aclient, None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - called from a coroutine
+            loop = None
+        aclient = self._aclients.pop(loop, None) if loop is not None else None
         if aclient is not None:
+            self._ascripts.pop(id(aclient), None)
             try:
                 await aclient.aclose()
             except redis.RedisError:
