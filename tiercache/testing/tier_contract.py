@@ -56,10 +56,14 @@ class TierContract:
         return ("\x01" + text).encode() if tier.serialized else {"v": text}
 
     def check_invariants(self, tier: Tier) -> None:
-        """After each test: a bounded tier holds no more than its bound."""
+        """After each test: a bounded tier holds no more than its bounds."""
         maxsize = getattr(tier, "maxsize", None)
         if maxsize is not None and hasattr(tier, "__len__"):
             assert len(tier) <= maxsize  # type: ignore[arg-type]
+        maxbytes = getattr(tier, "maxbytes", None)
+        currbytes = getattr(tier, "currbytes", None)
+        if maxbytes is not None and currbytes is not None:
+            assert currbytes <= maxbytes
 
     # -- the contract ---------------------------------------------------------
 
@@ -69,12 +73,16 @@ class TierContract:
         self.check_invariants(tier)
 
     def test_set_then_get_round_trips(self, tier: Tier, ns: str, clock: FakeClock) -> None:
-        """A value written comes back equal, with no expiry when written without a TTL."""
+        """A value written without a TTL comes back equal, expiring only by the tier's own ttl."""
         v = self.value(tier, "hello")
         tier.set_many([(ns + "s:a", v, None, 8)], clock())
         [hit] = tier.get_many([ns + "s:a"], clock())
         assert hit is not None and hit is not UNDECODABLE
-        assert hit[0] == v and hit[1] is None
+        assert hit[0] == v
+        if tier.ttl is None:
+            assert hit[1] is None
+        else:  # the tier's ceiling applies to entries written without a TTL
+            assert hit[1] is not None and 0 < hit[1] <= tier.ttl
         self.check_invariants(tier)
 
     def test_batch_answers_in_order(self, tier: Tier, ns: str, clock: FakeClock) -> None:
@@ -124,6 +132,15 @@ class TierContract:
         tier.set_many([(ns + "s:c", self.value(tier, "x"), None, 4)], clock())
         [hit] = tier.get_many([ns + "s:c"], clock())
         assert hit is not None and hit[1] is not None and hit[1] <= tier.ttl
+
+    def test_tier_ttl_ceiling_expires(self, tier: Tier, ns: str, clock: FakeClock) -> None:
+        """An entry written with no TTL is a miss once the tier's own ttl has passed."""
+        if tier.ttl is None or not self.expires_by_clock:
+            return  # a clock-free tier's ceiling is checked as a reported TTL above
+        tier.set_many([(ns + "s:c", self.value(tier, "x"), None, 4)], clock())
+        clock.advance(tier.ttl)
+        assert tier.get_many([ns + "s:c"], clock()) == [None]
+        self.check_invariants(tier)
 
     def test_delete_many(self, tier: Tier, ns: str, clock: FakeClock) -> None:
         """Deleted keys read as misses; absent keys in a delete are ignored."""
