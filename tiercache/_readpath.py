@@ -20,7 +20,7 @@ from ._core import (
 from ._plan import Plan
 from ._types import MISSING, Key
 from .errors import SerializationError, TierError
-from .keys import MAX_KEY_LENGTH, encode_key, hash_long_key
+from .keys import encode_key
 from .tiers.base import UNDECODABLE, Tier, TierEntry
 
 __all__ = ["ReadPath"]

@@ -15,7 +15,6 @@ import functools
 import inspect
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ..tiers.base import UNDECODABLE, Tier
+from ..tiers.base import Tier
 from .clock import FakeClock
 
 __all__ = ["TierContract"]
