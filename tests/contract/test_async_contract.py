@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tiercache import AsyncCache, Cache, MemoryTier, RedisTier, Tier
-from tiercache.testing.policy_contract import NAMESPACE, PolicyContract
+from tiercache.testing.policy_contract import PolicyContract
 
 from test_policy_contract import INVALIDATIONS, STACKS, WRITES  # tests/contract is on sys.path
 
@@ -94,17 +94,9 @@ class _AsyncCell(PolicyContract):
         l2 = RedisTier(self.url, timeout=1.0)
         return [l2] if self.stack == "L2" else [MemoryTier(maxsize=l1_maxsize), l2]
 
-    def make_cache(self, *, l1_maxsize: int | None = None, **namespace_options: Any) -> Any:
-        cache = AsyncCache(
-            tiers=self.make_tiers(self.l1_maxsize if l1_maxsize is None else l1_maxsize),
-            store=self.cell_store,
-            prefix=self.cell_prefix,
-            scheduler=self.cell_scheduler,
-        )
-        self._made.append(cache)
-        namespace_options.setdefault("write", self.make_write())
-        namespace_options.setdefault("invalidation", self.make_invalidation())
-        ns = cache.namespace(NAMESPACE, **namespace_options)
+    cache_class = AsyncCache
+
+    def wrap_namespace(self, ns: Any) -> Any:
         assert type(ns).__name__ == "AsyncNamespace"
         return _SyncFacade(ns, self.loop)
 

@@ -13,7 +13,7 @@ from ..serialization import Serializer
 from ..stores.base import Store
 from ..tiers.base import Tier, TierEntry
 
-__all__ = ["Target", "WriteBatch", "WritePolicy", "nothing"]
+__all__ = ["Target", "WriteBatch", "WritePolicy", "delete_through", "nothing"]
 
 
 @dataclass
@@ -125,6 +125,13 @@ class WritePolicy(Protocol):
     def close(self) -> None:
         """Stop background work the policy started."""
         ...
+
+
+def delete_through(keys: Sequence[Key], tier_keys: Sequence[str], target: Target) -> Plan[None]:
+    """A synchronous delete: the store first (a failure leaves the tiers as they were), then every tier."""
+    if target.store is not None:
+        yield from target.erase(keys)
+    yield from target.drop(tier_keys)
 
 
 def nothing() -> Plan[Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from .._plan import Plan
 from .._types import Key
 from ..scheduler import Scheduler
-from .base import Target, WriteBatch, nothing
+from .base import Target, WriteBatch, delete_through, nothing
 
 __all__ = ["WriteThrough"]
 
@@ -41,9 +41,7 @@ class WriteThrough:
         yield from target.drop(batch.tier_keys, local=False)
 
     def delete(self, keys: Sequence[Key], tier_keys: Sequence[str], target: Target) -> Plan[None]:
-        if target.store is not None:
-            yield from target.erase(keys)
-        yield from target.drop(tier_keys)
+        return delete_through(keys, tier_keys, target)
 
     def pending(self, fields: Sequence[str], target: Target) -> Plan[dict[int, Any]]:
         return nothing()

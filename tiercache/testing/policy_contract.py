@@ -136,18 +136,21 @@ class PolicyContract:
         for cache in self._made:
             self.close_cache(cache)
 
+    cache_class: ClassVar[type[Cache]] = Cache
+    """The cache under contract: ``Cache``, or ``AsyncCache`` behind a facade."""
+
     def close_cache(self, cache: Cache) -> None:
         """Close a cache made by :meth:`make_cache` (after the test); override to speed it up."""
         cache.close()
 
-    def make_cache(self, *, l1_maxsize: int | None = None, **namespace_options: Any) -> Namespace:
+    def make_cache(self, *, l1_maxsize: int | None = None, **namespace_options: Any) -> Any:
         """A fresh cache over :meth:`make_tiers`, the test's store and scheduler; its namespace.
 
         The namespace is :data:`NAMESPACE`, with the cell's write policy and
         invalidation strategy unless ``namespace_options`` name others. Every
         cache made is closed after the test.
         """
-        cache = Cache(
+        cache = self.cache_class(
             tiers=self.make_tiers(self.l1_maxsize if l1_maxsize is None else l1_maxsize),
             store=self.cell_store,
             prefix=self.cell_prefix,
@@ -156,7 +159,11 @@ class PolicyContract:
         self._made.append(cache)
         namespace_options.setdefault("write", self.make_write())
         namespace_options.setdefault("invalidation", self.make_invalidation())
-        return cache.namespace(NAMESPACE, **namespace_options)
+        return self.wrap_namespace(cache.namespace(NAMESPACE, **namespace_options))
+
+    def wrap_namespace(self, ns: Any) -> Any:
+        """What the tests drive for a namespace (AsyncCache's suite wraps it in a sync facade)."""
+        return ns
 
     @pytest.fixture
     def ns(self, store: RecordingStore) -> Iterator[Namespace]:
