@@ -121,6 +121,8 @@ def _parser() -> _Parser:
                        help=f"distinct keys of a zipf workload; default {DEFAULT_KEYS:,}")
     bench.add_argument("--l1-size", type=_positive, default=DEFAULT_L1_SIZE, metavar="N",
                        help=f"entries L1 holds; default {DEFAULT_L1_SIZE:,}")
+    bench.add_argument("--l1-admission", choices=("tinylfu", "lru"), default=None,
+                       help="L1 admission policy (default: MemoryTier's, W-TinyLFU)")
     bench.add_argument("--l2-ttl", type=_seconds, metavar="S",
                        help="L2 time to live in seconds; default none")
     bench.add_argument("--write-ratio", type=_fraction, default=0.0, metavar="R",
@@ -175,6 +177,7 @@ class _Options:
     seed: int
     json: bool
     plot: str | None
+    l1_admission: str | None = None
 
 
 def _options(args: argparse.Namespace) -> _Options:
@@ -211,7 +214,7 @@ def _options(args: argparse.Namespace) -> _Options:
     ratio = args.write_ratio
     writes = [rng.random() < ratio for _ in stream] if ratio else [False] * len(stream)
     return _Options(args.workload, stream, writes, keys, args.l1_size, args.l2_ttl, args.redis,
-                    args.store, args.seed, args.json, args.plot)
+                    args.store, args.seed, args.json, args.plot, args.l1_admission)
 
 
 @dataclass
@@ -233,7 +236,9 @@ def _bench(opts: _Options) -> int:
         _route_logs(err, warnings, cleanup)
         l2, l2_label = _redis_tier(opts, cleanup, warnings, prefix)
         store, store_info = _store(opts, cleanup, warnings)
-        cache = Cache(tiers=[MemoryTier(maxsize=opts.l1_size), l2], prefix=prefix)
+        l1 = (MemoryTier(maxsize=opts.l1_size) if opts.l1_admission is None
+              else MemoryTier(maxsize=opts.l1_size, admission=opts.l1_admission))
+        cache = Cache(tiers=[l1, l2], prefix=prefix)
         cleanup.callback(_quietly, warnings, "closing the cache", cache.close)
         ns = cache.namespace(_NAMESPACE, store=store)
         with Progress(

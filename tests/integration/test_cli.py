@@ -103,11 +103,18 @@ def test_trace_workload_runs(name: str) -> None:
 def test_loop_trace_defeats_lru_l1_but_not_the_optimum() -> None:
     """The LIRS loop (1,011 keys round and round) gives an LRU of 1,000 entries no hit at all."""
     path = trace_path("lirs_loop.trace.gz")
-    report = bench_json("--workload", f"trace:{path}", "--requests", "4000")
+    report = bench_json("--workload", f"trace:{path}", "--requests", "4000", "--l1-admission", "lru")
     assert report["layers"]["L1"]["hits"] == 0
     assert report["reference"]["lru_hit_ratio"] == 0.0
     assert report["reference"]["belady_hit_ratio"] > 0.5
     assert report["layers"]["L2"]["hits"] == 4000 - report["workload"]["distinct_keys"]
+
+
+def test_loop_trace_is_where_tinylfu_beats_lru() -> None:
+    """The default L1 (W-TinyLFU) keeps part of the loop that an LRU of the same size loses."""
+    path = trace_path("lirs_loop.trace.gz")
+    report = bench_json("--workload", f"trace:{path}", "--requests", "4000")
+    assert report["layers"]["L1"]["hits"] > 1000
 
 
 @pytest.mark.redis

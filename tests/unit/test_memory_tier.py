@@ -32,7 +32,7 @@ def keys_held(tier: tc.MemoryTier, candidates: list[str], now: float = 0.0) -> s
 
 def test_least_recently_set_entry_is_evicted_first() -> None:
     """With maxsize=3, a fourth entry evicts the oldest one."""
-    tier = tc.MemoryTier(maxsize=3)
+    tier = tc.MemoryTier(admission="lru", maxsize=3)
     for k in "abc":
         put(tier, k)
     put(tier, "d")
@@ -41,7 +41,7 @@ def test_least_recently_set_entry_is_evicted_first() -> None:
 
 def test_get_touches_an_entry_so_it_survives_eviction() -> None:
     """Reading an entry makes it most recently used: the next eviction takes another."""
-    tier = tc.MemoryTier(maxsize=3)
+    tier = tc.MemoryTier(admission="lru", maxsize=3)
     for k in "abc":
         put(tier, k)
     assert tier.get_many(["a"], 0.0)[0] is not None  # touch a
@@ -77,7 +77,7 @@ def test_overwriting_an_entry_refreshes_it_without_growing() -> None:
 
 def test_maxsize_bounds_the_number_of_entries() -> None:
     """However many entries are written, len never exceeds maxsize."""
-    tier = tc.MemoryTier(maxsize=5)
+    tier = tc.MemoryTier(admission="lru", maxsize=5)
     for i in range(50):
         put(tier, f"k{i}")
         assert len(tier) <= 5
@@ -87,7 +87,7 @@ def test_maxsize_bounds_the_number_of_entries() -> None:
 
 def test_one_batch_larger_than_maxsize_keeps_the_last_entries() -> None:
     """A set_many of more entries than maxsize leaves the last maxsize of them."""
-    tier = tc.MemoryTier(maxsize=3)
+    tier = tc.MemoryTier(admission="lru", maxsize=3)
     tier.set_many([(f"k{i}", i, None, 1) for i in range(10)], 0.0)
     assert keys_held(tier, [f"k{i}" for i in range(10)]) == {"k7", "k8", "k9"}
     assert tier.evictions == 7
@@ -98,7 +98,7 @@ def test_one_batch_larger_than_maxsize_keeps_the_last_entries() -> None:
 
 def test_maxbytes_bounds_the_sum_of_sizes() -> None:
     """With maxbytes, the sum of the entries' sizes stays within it; the oldest go first."""
-    tier = tc.MemoryTier(maxsize=100, maxbytes=100)
+    tier = tc.MemoryTier(admission="lru", maxsize=100, maxbytes=100)
     for i in range(10):
         put(tier, f"k{i}", size=30)
         assert tier.currbytes is not None and tier.currbytes <= 100

@@ -1,0 +1,393 @@
+"""W-TinyLFU: which keys an in-process tier keeps, decided by recency and frequency.
+
+The policy follows Caffeine's (Einziger, Friedman and Manes, "TinyLFU: A
+Highly Efficient Cache Admission Policy", 2017). New keys enter a small LRU
+*window* (1% of the capacity), which absorbs bursts. A key pushed out of the
+window becomes a *candidate* for the *main* region, a segmented LRU whose
+*probation* segment holds keys seen once there and whose *protected* segment
+(80% of main) holds keys hit again. When main is full the candidate competes
+with probation's least recently used key, the *victim*: the one a count-min
+sketch estimates as less frequent is evicted, the victim winning ties. A
+one-time scan of cold keys therefore passes through the window without
+displacing a frequently used working set, which plain LRU cannot do.
+
+The policy only tracks keys; the entries themselves live with the tier
+(storage never knows the policy, the policy never holds a value).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+
+__all__ = [
+    "ADMIT_HASHDOS_THRESHOLD",
+    "CLIMBER_RESTART_THRESHOLD",
+    "CLIMBER_STEP",
+    "CLIMBER_STEP_DECAY",
+    "CLIMB_FACTOR",
+    "CLIMB_MIN_SAMPLE",
+    "PROTECTED_RATIO",
+    "SAMPLE_FACTOR",
+    "WINDOW_RATIO",
+    "FrequencySketch",
+    "TinyLFU",
+]
+
+WINDOW_RATIO = 0.01
+"""Share of the capacity given to the admission window (Caffeine's initial value)."""
+
+PROTECTED_RATIO = 0.8
+"""Share of the main region given to its protected segment."""
+
+SAMPLE_FACTOR = 10
+"""The sketch halves every counter after ``SAMPLE_FACTOR * capacity`` recorded events."""
+
+ADMIT_HASHDOS_THRESHOLD = 6
+"""A candidate this frequent that loses is still admitted 1 time in 128 (Caffeine's defence
+against an attacker who keeps one victim's estimate high by colliding with it)."""
+
+CLIMB_FACTOR = 10
+"""The hill climber looks at the hit rate every ``CLIMB_FACTOR * capacity`` requests."""
+
+CLIMB_MIN_SAMPLE = 10_000
+"""...and never fewer requests than this: a hit rate over a smaller sample is mostly noise
+(about 1.6 points of standard error at 1,000 requests), and a small cache's climber would
+chase it. Caffeine has no floor; with it, small caches track theine more closely."""
+
+CLIMBER_STEP = 0.0625
+"""The hill climber's first step, as a share of the capacity moved between window and main."""
+
+CLIMBER_STEP_DECAY = 0.98
+"""Each step is this much smaller than the previous one while the hit rate is stable."""
+
+CLIMBER_RESTART_THRESHOLD = 0.05
+"""A hit-rate change this large restarts the climber with a full step."""
+
+_MAX_COUNT = 15  # 4-bit counters, as in Caffeine's sketch: saturate instead of wrapping
+_HALVE = bytes(b >> 1 for b in range(256))
+_MASK30 = (1 << 30) - 1  # CPython's single-digit ints: the fast paths of its arithmetic
+
+
+class FrequencySketch:
+    """Count-min sketch of recent access counts: 4 rows of counters saturating at 15.
+
+    Each key maps to one counter per row (double hashing over two 30-bit slices of
+    ``hash(key)``: SipHash for the tier's str keys, so well spread); the
+    estimate is the smallest of the four. Every ``sample_size`` increments all
+    counters are halved ("reset" in the TinyLFU paper), so the sketch follows a
+    workload whose popular keys change. Rows are ``4 * capacity`` counters wide
+    (rounded up to a power of two): the 16 counters per entry Caffeine uses, at a
+    byte each rather than its 4 bits (a bytearray indexes faster than packed nibbles).
+
+    With ``doorkeeper=True`` a key's first occurrence in a sample period only
+    sets a flag in a small Bloom-style filter; the counters see its second
+    occurrence on. It keeps one-hit wonders out of the counters.
+
+    Args:
+        capacity: entries of the cache the sketch serves (at least 1).
+        doorkeeper: put a doorkeeper filter in front of the counters.
+        sample_factor: increments between halvings, per entry of capacity.
+    """
+
+    __slots__ = (
+        "_door", "_door_mask", "_mask", "_row1", "_row2", "_row3", "_table", "additions",
+        "sample_size",
+    )
+
+    def __init__(
+        self, capacity: int, *, doorkeeper: bool = False, sample_factor: int = SAMPLE_FACTOR
+    ) -> None:
+        capacity = max(1, capacity)
+        # Rows of at most 2**30 counters: indexes come from 30-bit slices of the hash.
+        width = 1 << min(30, max(4, (4 * capacity - 1).bit_length()))
+        self._mask = width - 1
+        self._row1, self._row2, self._row3 = width, 2 * width, 3 * width
+        self._table = bytearray(4 * width)
+        self._door: bytearray | None = bytearray(4 * width) if doorkeeper else None
+        self._door_mask = 4 * width - 1
+        self.sample_size = sample_factor * capacity
+        self.additions = 0
+
+    def increment(self, key: object) -> None:
+        """Record one occurrence of ``key``; halves every counter at the end of a sample."""
+        # Inlined, no helper calls, small ints: this runs for every recorded hit and new key.
+        h = hash(key)
+        door = self._door
+        if door is not None:
+            d0 = h & self._door_mask
+            d1 = (h >> 29) & self._door_mask
+            if not (door[d0] and door[d1]):
+                door[d0] = door[d1] = 1
+                self.additions += 1
+                if self.additions >= self.sample_size:
+                    self.reset()
+                return
+        a = h & _MASK30
+        b = ((h >> 30) & _MASK30) | 1
+        mask, t = self._mask, self._table
+        added = False
+        i = a & mask
+        c = t[i]
+        if c < _MAX_COUNT:
+            t[i] = c + 1
+            added = True
+        i = self._row1 + ((a + b) & mask)
+        c = t[i]
+        if c < _MAX_COUNT:
+            t[i] = c + 1
+            added = True
+        i = self._row2 + ((a + 2 * b) & mask)
+        c = t[i]
+        if c < _MAX_COUNT:
+            t[i] = c + 1
+            added = True
+        i = self._row3 + ((a + 3 * b) & mask)
+        c = t[i]
+        if c < _MAX_COUNT:
+            t[i] = c + 1
+            added = True
+        if added:
+            self.additions += 1
+            if self.additions >= self.sample_size:
+                self.reset()
+
+    def frequency(self, key: object) -> int:
+        """Estimated occurrences of ``key`` in the recent past (never an underestimate
+        before a halving; at most 15, or 16 with the doorkeeper)."""
+        h = hash(key)
+        a = h & _MASK30
+        b = ((h >> 30) & _MASK30) | 1
+        mask, t = self._mask, self._table
+        count = min(
+            t[a & mask],
+            t[self._row1 + ((a + b) & mask)],
+            t[self._row2 + ((a + 2 * b) & mask)],
+            t[self._row3 + ((a + 3 * b) & mask)],
+        )
+        door = self._door
+        if door is not None and door[h & self._door_mask] and door[(h >> 29) & self._door_mask]:
+            count += 1
+        return count
+
+    def reset(self) -> None:
+        """Halve every counter (ageing), and empty the doorkeeper."""
+        self._table[:] = self._table.translate(_HALVE)
+        self.additions //= 2
+        if self._door is not None:
+            self._door[:] = bytes(len(self._door))
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._table[:] = bytes(len(self._table))
+        if self._door is not None:
+            self._door[:] = bytes(len(self._door))
+        self.additions = 0
+
+
+class TinyLFU:
+    """The W-TinyLFU policy over keys: window LRU, segmented main LRU, frequency admission.
+
+    The window starts at ``window_ratio`` of the capacity and is then sized by
+    Caffeine's hill climber: every sample period (``climb_factor`` times the
+    capacity, at least ``climb_min`` requests) it compares the hit rate with the previous period's and keeps moving capacity
+    between window and main in the direction that raised it, in steps that
+    shrink over time and restart when the hit rate jumps. Recency-heavy
+    workloads so get a large window (LRU-like), frequency-heavy ones a small one.
+
+    Not thread-safe: the tier calls it under its write lock. ``len()`` never
+    exceeds ``maxsize``; :meth:`add` reports the keys it pushed out, which the
+    tier then drops from its storage.
+
+    Args:
+        maxsize: most keys held.
+        window_ratio: initial share of ``maxsize`` for the window (at least one key).
+        protected_ratio: initial share of the main region for its protected segment.
+        doorkeeper: see :class:`FrequencySketch`.
+        adaptive: let the hill climber resize the window (Caffeine does).
+        sample_factor: see :class:`FrequencySketch`.
+        climb_factor: the climber's period, in requests per entry of capacity.
+        climb_min: the climber's shortest period, in requests.
+        seed: seeds the 1-in-128 admission of frequent losers, for reproducible runs.
+    """
+
+    def __init__(
+        self,
+        maxsize: int,
+        *,
+        window_ratio: float = WINDOW_RATIO,
+        protected_ratio: float = PROTECTED_RATIO,
+        doorkeeper: bool = False,
+        adaptive: bool = True,
+        sample_factor: int = SAMPLE_FACTOR,
+        climb_factor: int = CLIMB_FACTOR,
+        climb_min: int = CLIMB_MIN_SAMPLE,
+        seed: int = 0,
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, got {maxsize}")
+        self.maxsize = maxsize
+        self.window_max = min(maxsize, max(1, round(maxsize * window_ratio)))
+        self.main_max = maxsize - self.window_max  # probation + protected
+        self.protected_max = int(self.main_max * protected_ratio)
+        self.sketch = FrequencySketch(maxsize, doorkeeper=doorkeeper, sample_factor=sample_factor)
+        self._window: OrderedDict[str, None] = OrderedDict()
+        self._probation: OrderedDict[str, None] = OrderedDict()
+        self._protected: OrderedDict[str, None] = OrderedDict()
+        self._random = random.Random(seed)
+        self._adaptive = adaptive
+        self._initial = (self.window_max, self.protected_max)
+        self._hits = 0
+        self._misses = 0
+        # The climber's period, in hits + misses: long enough for a hit rate to mean something.
+        self._sample_size = max(climb_factor * maxsize, climb_min)
+        self._previous_hit_rate = 0.0
+        self._step = -CLIMBER_STEP * maxsize
+
+    def __len__(self) -> int:
+        return len(self._window) + len(self._probation) + len(self._protected)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._window or key in self._probation or key in self._protected
+
+    def region(self, key: str) -> str | None:
+        """``"window"``, ``"probation"``, ``"protected"``, or ``None`` for a key not held."""
+        for name, keys in (("window", self._window), ("probation", self._probation),
+                           ("protected", self._protected)):
+            if key in keys:
+                return name
+        return None
+
+    def record(self, key: str) -> None:
+        """A hit on ``key``: count it, and move it up its region (probation -> protected)."""
+        self.sketch.increment(key)
+        self._hits += 1
+        probation = self._probation
+        if key in probation:
+            del probation[key]
+            protected = self._protected
+            protected[key] = None
+            if len(protected) > self.protected_max:
+                probation[protected.popitem(last=False)[0]] = None
+        elif key in self._protected:
+            self._protected.move_to_end(key)
+        elif key in self._window:
+            self._window.move_to_end(key)
+
+    def add(self, key: str) -> list[str]:
+        """A new key (not held): count it, put it in the window; return the keys evicted.
+
+        The list may hold ``key`` itself: with a one-key window, the new key is
+        at once the candidate, and it loses to a victim that is used more.
+        """
+        self.sketch.increment(key)
+        self._misses += 1
+        window = self._window
+        window[key] = None
+        evicted: list[str] = []
+        if len(window) > self.window_max:
+            probation, protected = self._probation, self._protected
+            while len(window) > self.window_max:
+                candidate = window.popitem(last=False)[0]
+                if len(probation) + len(protected) < self.main_max:
+                    probation[candidate] = None  # room in main: no contest
+                else:
+                    evicted.append(self._duel(candidate))
+        if self._adaptive and self._hits + self._misses >= self._sample_size:
+            self._climb()
+        return evicted
+
+    def evict(self) -> str | None:
+        """Evict one key as the policy would (for a second bound, e.g. bytes); ``None`` if empty."""
+        if self._window and (self._probation or self._protected):
+            return self._duel(self._window.popitem(last=False)[0])
+        for keys in (self._probation, self._protected, self._window):
+            if keys:
+                return keys.popitem(last=False)[0]
+        return None
+
+    def remove(self, key: str) -> None:
+        """Forget ``key`` (deleted or expired); absent keys are ignored."""
+        for keys in (self._window, self._probation, self._protected):
+            if keys.pop(key, 0) is None:  # held keys map to None
+                return
+
+    def clear(self) -> None:
+        """Forget every key and every count; the regions return to their initial sizes."""
+        self._window.clear()
+        self._probation.clear()
+        self._protected.clear()
+        self.sketch.clear()
+        self.window_max, self.protected_max = self._initial
+        self.main_max = self.maxsize - self.window_max
+        self._hits = self._misses = 0
+        self._previous_hit_rate = 0.0
+        self._step = -CLIMBER_STEP * self.maxsize
+
+    def _duel(self, candidate: str) -> str:
+        """Candidate (already out of the window) against main's victim; returns the loser."""
+        victims = self._probation or self._protected
+        if not victims:
+            return candidate
+        victim = next(iter(victims))
+        frequency = self.sketch.frequency
+        candidate_freq = frequency(candidate)
+        if candidate_freq > frequency(victim) or (
+            candidate_freq >= ADMIT_HASHDOS_THRESHOLD and self._random.getrandbits(7) == 0
+        ):
+            del victims[victim]
+            self._probation[candidate] = None
+            return victim
+        return candidate
+
+    # -- the hill climber (Caffeine's BoundedLocalCache.climb) ----------------------
+
+    def _climb(self) -> None:
+        """End of a sample period: move window capacity in the direction that paid."""
+        hit_rate = self._hits / (self._hits + self._misses)
+        change = hit_rate - self._previous_hit_rate
+        amount = self._step if change >= 0 else -self._step
+        if abs(change) >= CLIMBER_RESTART_THRESHOLD:
+            self._step = CLIMBER_STEP * self.maxsize * (1 if amount >= 0 else -1)
+        else:
+            self._step = CLIMBER_STEP_DECAY * amount
+        self._previous_hit_rate = hit_rate
+        self._hits = self._misses = 0
+        quota = int(amount)
+        if quota > 0:
+            self._grow_window(quota)
+        elif quota < 0:
+            self._shrink_window(-quota)
+
+    def _grow_window(self, quota: int) -> None:
+        quota = min(quota, self.protected_max)
+        self.protected_max -= quota
+        self.window_max += quota
+        self._demote_protected()
+        for _ in range(quota):
+            source = self._probation or self._protected
+            if not source:
+                break
+            self._window[source.popitem(last=False)[0]] = None
+            quota -= 1
+        self.protected_max += quota  # what main could not hand over goes back
+        self.window_max -= quota
+        self.main_max = self.maxsize - self.window_max
+
+    def _shrink_window(self, quota: int) -> None:
+        quota = min(quota, self.window_max - 1)
+        self.protected_max += quota
+        self.window_max -= quota
+        for _ in range(quota):
+            if not self._window:
+                break
+            self._probation[self._window.popitem(last=False)[0]] = None
+            quota -= 1
+        self.protected_max -= quota
+        self.window_max += quota
+        self.main_max = self.maxsize - self.window_max
+
+    def _demote_protected(self) -> None:
+        protected, probation = self._protected, self._probation
+        while len(protected) > self.protected_max:
+            probation[protected.popitem(last=False)[0]] = None
