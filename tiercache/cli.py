@@ -237,7 +237,7 @@ def _bench(opts: _Options) -> int:
         l2, l2_label = _redis_tier(opts, cleanup, warnings, prefix)
         store, store_info = _store(opts, cleanup, warnings)
         l1 = (MemoryTier(maxsize=opts.l1_size) if opts.l1_admission is None
-              else MemoryTier(maxsize=opts.l1_size, admission=opts.l1_admission))
+              else MemoryTier(maxsize=opts.l1_size, admission=opts.l1_admission))  # type: ignore[arg-type]  # argparse choices
         cache = Cache(tiers=[l1, l2], prefix=prefix)
         cleanup.callback(_quietly, warnings, "closing the cache", cache.close)
         ns = cache.namespace(_NAMESPACE, store=store)
