@@ -462,7 +462,9 @@ class NamespaceCore:
         With ``ttl_jitter`` each copy loses a random part of its TTL, so copies
         written together do not all expire (and miss) together.
         """
-        ttl = _min_ttl(self._tier_ttls[t], ttl)
+        ceiling = self._tier_ttls[t]
+        if ttl is None or (ceiling is not None and ceiling < ttl):
+            ttl = ceiling
         jitter = self.config.ttl_jitter
         if jitter and ttl is not None:
             ttl *= 1.0 - random.random() * jitter

@@ -83,6 +83,10 @@ class Fence:
         gens, slots = self._gens, self._slots
         return [gens[hash(k) % slots] == before.get(k) for k in keys]
 
+    def generation(self, key: str) -> tuple[int, int]:
+        """One key's ``(epoch, generation)``: the single-key form of ``snapshot``."""
+        return self._epoch, self._gens[hash(key) % self._slots]
+
     def bump(self, keys: Iterable[str]) -> tuple[int, dict[str, int]]:
         """A change of ``keys`` is starting or has ended; returns their generations after it."""
         gens, slots = self._gens, self._slots

@@ -111,7 +111,8 @@ class Namespace(ReadPath):
         """Ask the tier after L1 for one key; its value, or NOTHING to go on down."""
         t = 1 if self._l1_lookup is not None else 0
         stats = self.tier_stats[t]
-        fence = self._fence.snapshot((tier_key,)) if t else None
+        generation = self._fence.generation
+        before = generation(tier_key) if t else None
         started = _perf()
         try:
             answer = tier.get_one(tier_key)
@@ -135,11 +136,11 @@ class Namespace(ReadPath):
                 stats.misses += 1
                 return NOTHING
         stats.hits += 1
-        if fence is not None and self._fence.unchanged(fence, (tier_key,))[0]:
+        if before is not None and generation(tier_key) == before:
             # Backfill L1, fenced: insert, then drop it if a change raced us.
             l1 = self._tiers[0]
             l1.set_many([(tier_key, value, self._fill_ttl(0, remaining), len(raw))], self._clock())
-            if not self._fence.unchanged(fence, (tier_key,))[0]:
+            if generation(tier_key) != before:
                 l1.delete_many((tier_key,))
         return value
 
