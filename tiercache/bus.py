@@ -181,8 +181,12 @@ class Bus:
                 # Short: once Redis is back, stale copies wait for this loop's replay.
                 self._stop.wait(min(0.05 * 2 ** min(failures, 5), 0.25))
             except Exception:  # never let the listener die silently
-                log.exception("invalidation bus listener error")
-                self._stop.wait(0.1)
+                failures += 1
+                if failures == 1:
+                    log.exception("invalidation bus listener error")
+                # Whatever failed, nothing is heard: the heartbeat decides.
+                self._check_health()
+                self._stop.wait(min(0.05 * 2 ** min(failures, 5), 0.25))
 
     def _beat(self) -> None:
         now = self._clock()

@@ -759,7 +759,9 @@ class RedisTier:
         kwargs["socket_timeout"] = read_timeout
         if client_name is not None:
             kwargs["client_name"] = client_name
-        pool = self.client.connection_pool.__class__(**kwargs)
+        source = self.client.connection_pool
+        # connection_class (SSLConnection for rediss://) is not among the kwargs.
+        pool = source.__class__(connection_class=source.connection_class, **kwargs)
         return redis.Redis(connection_pool=pool)
 
     def ping(self) -> bool:
@@ -823,9 +825,14 @@ def _redact(url: Any) -> Any:
     if not isinstance(url, str):
         return url
     url = re.sub(r"(?i)(password=)[^&#]*", r"\1***", url)
-    if "@" not in url:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    scheme, _, rest = url.partition("://")
-    creds, _, host = rest.rpartition("@")
+    # The userinfo ends at the first "@" of the authority, before any path or query.
+    authority, slash, tail = rest.partition("/")
+    if "@" not in authority:
+        return url
+    creds, _, host = authority.rpartition("@")
     user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+    shown = f"{user}:***" if ":" in creds else user
+    return f"{scheme}://{shown}@{host}{slash}{tail}"
