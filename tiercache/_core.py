@@ -332,7 +332,6 @@ class NamespaceCore:
             yield from self._tier_call(t, "delete_prefix", (self._base_prefix,))
 
     def _bump_version(self) -> Plan[None]:
-        old_prefix = self.key_prefix
         tier = self._version_tier
         version = self._version + 1
         if tier is not None:
@@ -344,9 +343,8 @@ class NamespaceCore:
                 yield from self._drop_all()
                 return
         self._set_version(int(version), announce=True)
-        if self._l1_lookup is not None:
-            # Old copies are unreachable already; free the memory they hold.
-            yield from self._tier_call(0, "delete_prefix", (old_prefix,))
+        # Old copies, in L1 too, are unreachable now and leave by LRU or TTL:
+        # sweeping L1 here would make invalidate_all O(L1 size), not O(1).
         yield from self._publish("version", [str(version)])
 
     def _announced(self, plan: Plan[None], kind: str, tier_keys: Sequence[str]) -> Plan[None]:
