@@ -367,3 +367,12 @@ class _BoundCached:
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         """Call ``obj.method(*args, **kwargs)`` now and cache its result."""
         return self._wrapper.refresh(self._obj, *args, **kwargs)  # type: ignore[attr-defined]
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> Any:
+        """The key of ``obj.method(*args, **kwargs)``."""
+        return self._wrapper.cache_key(self._obj, *args, **kwargs)  # type: ignore[attr-defined]
+
+    @property
+    def namespace(self) -> Any:
+        """The namespace the method's results are cached in."""
+        return self._wrapper.namespace  # type: ignore[attr-defined]

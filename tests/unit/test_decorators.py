@@ -623,3 +623,17 @@ def test_decorator_preserves_name_doc_and_kind(cache: tc.Cache) -> None:
         assert wrapped.__doc__ == fn.__doc__
         assert wrapped.__wrapped__ is fn
         assert inspect.iscoroutinefunction(wrapped) == inspect.iscoroutinefunction(fn)
+
+
+def test_bound_cached_method_exposes_namespace_and_cache_key() -> None:
+    """obj.method.namespace and obj.method.cache_key(x) work like Class.method's."""
+    with tc.Cache(tiers=[tc.MemoryTier()]) as c:
+
+        class Repo:
+            @c.cached(ttl=60)
+            def find(self, x: int) -> int:
+                return x
+
+        repo = Repo()
+        assert repo.find.namespace is Repo.find.namespace
+        assert repo.find.cache_key(5) == Repo.find.cache_key(repo, 5) == 5
