@@ -2,9 +2,11 @@
 
 Usage, from the repository root::
 
-    python -m benchmarks.run                 # full run (< 3 minutes), writes RESULTS.md
+    python -m benchmarks.run                 # full run (< 5 minutes), writes RESULTS.md
     python -m benchmarks.run --quick         # smoke run (< 30 s)
-    python -m benchmarks.run --only l2       # one module: l1, l2, get_many (or admission)
+    python -m benchmarks.run --only l2       # one module: l1, l2, get_many, decorators,
+                                             # single_flight, write_policies, peers
+                                             # (or admission, alias hit_ratio: slow)
     python -m benchmarks.run --redis redis://127.0.0.1:6380/0
 
 Each module ``benchmarks/bench_*.py`` exposes ``run(ctx) -> list[Row]``.
@@ -33,11 +35,23 @@ from ._harness import Context, Row
 
 __all__ = ["main"]
 
-MODULES = {"l1": "bench_l1", "l2": "bench_l2", "get_many": "bench_get_many"}
-"""The DESIGN.md section 6 peer comparisons: what a plain run runs."""
+MODULES = {
+    "l1": "bench_l1",
+    "l2": "bench_l2",
+    "get_many": "bench_get_many",
+    "decorators": "bench_decorators",
+    "single_flight": "bench_single_flight",
+    "write_policies": "bench_write_policies",
+    "peers": "bench_peers",
+}
+"""The DESIGN.md section 6 bars and the peer comparisons: what a plain run runs."""
 
-OPTIONAL = {"admission": "bench_admission"}
-"""Longer studies with their own entry points, run here only when named by ``--only``."""
+OPTIONAL = {"admission": "bench_admission", "hit_ratio": "bench_admission"}
+"""Longer studies with their own entry points, run here only when named by ``--only``.
+``hit_ratio`` is another name for ``admission``: its table is the hit-ratio study
+(MemoryTier lru and tinylfu, theine, Belady on Zipf and the shared traces)."""
+PEERS = ("dogpile.cache", "cashews", "aiocache", "theine")
+"""Other caches measured beside tiercache (the ``bench`` extra installs them)."""
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -75,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[Row] = []
     try:
-        for key in args.only or list(MODULES):
-            name = known[key]
+        # One run per module, even when two of the names given are aliases of it.
+        for name in dict.fromkeys(known[key] for key in args.only or list(MODULES)):
             t0 = time.monotonic()
             print(f"\n== {name} ...", flush=True)
             try:
@@ -153,6 +167,7 @@ def _machine(ctx: Context) -> dict[str, str]:
         "redis server": f"{server} at {ctx.redis_url}",
         "cachetools": _version("cachetools"),
         "msgpack": _version("msgpack"),
+        "peers": ", ".join(f"{d} {_version(d)}" for d in PEERS),
     }
 
 
@@ -200,10 +215,17 @@ def _cells(row: Row) -> list[str]:
         row.baseline_label,
         _ns(row.baseline),
         "" if row.ratio is None else f"{row.ratio:.2f}x",
-        "" if row.bar is None else f"<= {row.bar:.2f}x",
+        _bar(row),
         f"**{row.verdict}**" if row.passed is not None else row.verdict,
         row.notes,
     ]
+
+
+def _bar(row: Row) -> str:
+    """A ratio's bar (``<= 1.50x``), or a check's limit in its own unit (``<= 100``)."""
+    if row.bar is None:
+        return ""
+    return f"<= {row.bar:.2f}x" if row.ratio is not None else f"<= {row.bar:g}"
 
 
 def _table(rows: list[Row]) -> str:
@@ -218,7 +240,8 @@ def _table(rows: list[Row]) -> str:
 def _line(row: Row) -> str:
     if row.ratio is None:  # a check, not a timing
         value = "" if row.ours is None else f"{row.ours:g} {row.ours_label}"
-        return f"{row.verdict:4} {row.name:26} {value}  {row.notes}"
+        bar = f" (bar {_bar(row)})" if row.bar is not None else ""
+        return f"{row.verdict:4} {row.name:26} {value}{bar}  {row.notes}"
     bar = "" if row.bar is None else f"(bar {row.bar:.2f}x)"
     return (f"{row.verdict:4} {row.name:26} ours {_ns(row.ours):>10}  "
             f"base {_ns(row.baseline):>10}  {row.ratio:6.2f}x {bar}  {row.notes}")
@@ -250,6 +273,24 @@ METHOD = """\
   prefix and are removed with SCAN + UNLINK afterwards.
 - Where tiercache's own time goes, free of network noise: `python -m benchmarks.breakdown`
   (Redis client stubbed, each read path next to its pieces).
+- Async rows (`async_*`, `*_async_*`) time awaited calls inside one running event loop
+  (`perf_counter_ns` read in the coroutine), rounds alternating or rotating as above.
+- `peers_*` rows come from round-robin tables (`bench_peers`): every member of a table
+  runs once per round, the order rotating, each with its own call count; each row is
+  tiercache against one peer over the same rounds. They are context: the DESIGN.md bars on
+  those paths are the pairwise rows named in their notes.
+- Rows whose `ours` is a count (single flight, store writes, a latency in ms) have no
+  ratio; their bar is a limit in that unit (`<= 1` call, `<= 100` writes, `<= 10` ms:
+  the exact bar is the first words of the notes). Single flight: 50 threads (a barrier),
+  50 coroutines (`gather`) or 2 processes (released by one line on stdin) call a function
+  that sleeps 0.2 s on one fresh key, 3 trials; the row shows the largest count.
+- Write policies (`bench_write_policies`): SQLite files in a temporary directory; the
+  write-back bar (>= 20x throughput) is checked as time per `set` <= 0.05x write-through's.
+  `invalidate_all` compares a Versioned namespace with 1,000,000 keys in Redis (written,
+  then removed with SCAN + UNLINK) against one with 1 key. Cross-process invalidation:
+  a subprocess polls its L1 every 50 µs until a write made here is gone from it.
+- The hit-ratio table (Zipf and the shared traces, LRU / W-TinyLFU / theine / Belady) is
+  `bench_admission`'s: `python -m benchmarks.run --only hit_ratio` (alias of `admission`).
 """
 
 
