@@ -43,10 +43,11 @@ MODULES = {
     "single_flight": "bench_single_flight",
     "write_policies": "bench_write_policies",
     "peers": "bench_peers",
+    "admission": "bench_admission",
 }
-"""The DESIGN.md section 6 bars and the peer comparisons: what a plain run runs."""
+"""Every bar (DESIGN.md section 6, the issues', the L1 admission study) and the peers."""
 
-OPTIONAL = {"admission": "bench_admission", "hit_ratio": "bench_admission"}
+OPTIONAL = {"hit_ratio": "bench_admission"}
 """Longer studies with their own entry points, run here only when named by ``--only``.
 ``hit_ratio`` is another name for ``admission``: its table is the hit-ratio study
 (MemoryTier lru and tinylfu, theine, Belady on Zipf and the shared traces)."""
