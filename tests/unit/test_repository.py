@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import tiercache as tc
 from tiercache.testing.scheduler import ManualScheduler
 
 ROOT = Path(__file__).resolve().parents[2]
-MYPY = "/work/venv/bin/mypy"
+MYPY = [sys.executable, "-m", "mypy"]  # the test extra installs mypy
 
 
 class UserRepository:
@@ -302,7 +303,7 @@ def test_type_checkers_see_the_repository_type(tmp_path: Path) -> None:
     # The editable install hides tiercache from mypy; point it at the source tree.
     env = {**os.environ, "MYPYPATH": str(ROOT)}
     done = subprocess.run(
-        [MYPY, "--config-file", "mypy.ini", "--cache-dir", str(tmp_path / ".mypy_cache"),
+        [*MYPY, "--config-file", "mypy.ini", "--cache-dir", str(tmp_path / ".mypy_cache"),
          "repo_check.py"],
         check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
