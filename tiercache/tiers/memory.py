@@ -54,9 +54,17 @@ class _LRU(cachetools.LRUCache):  # type: ignore[type-arg]
         super().__setitem__(key, value)
 
     def popitem(self) -> tuple[str, _Entry]:
-        item: tuple[str, _Entry] = super().popitem()
-        self.evictions += 1
-        return item
+        # Writers hold the tier's lock, but readers touch the LRU order
+        # without it; a touch between cachetools' iter() and next() over that
+        # order raises RuntimeError before anything changed, so try again.
+        for _attempt in range(1000):
+            try:
+                item: tuple[str, _Entry] = super().popitem()
+            except RuntimeError:
+                continue
+            self.evictions += 1
+            return item
+        raise RuntimeError("LRU order kept changing during eviction")  # pragma: no cover
 
 
 class _TinyLFUMap:
