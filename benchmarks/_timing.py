@@ -16,12 +16,10 @@ round-robin tables whose members differ by 100x in cost.
 from __future__ import annotations
 
 import gc
-import itertools
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._harness import Comparison
+from ._harness import Comparison, make_loop
 
 __all__ = ["acompare", "ainterleave", "interleave_n", "make_async_loop"]
 
@@ -30,19 +28,8 @@ AsyncLoop = Callable[[int], Awaitable[int]]
 
 def make_async_loop(stmt: str, env: dict[str, Any], unroll: int = 1) -> AsyncLoop:
     """Compile ``async loop(n) -> elapsed ns`` running ``stmt`` (an ``await ...``) ``n * unroll`` times."""
-    names = sorted(env)
-    params = "".join(f", {n}={n}" for n in names)
-    body = "".join(f"        {stmt}\n" for _ in range(unroll))
-    src = (
-        f"async def _loop(_n, _pc=_pc, _repeat=_repeat{params}):\n"
-        "    _t0 = _pc()\n"
-        "    for _ in _repeat(None, _n):\n"
-        f"{body}"
-        "    return _pc() - _t0\n"
-    )
-    scope: dict[str, Any] = dict(env, _pc=time.perf_counter_ns, _repeat=itertools.repeat)
-    exec(compile(src, f"<async bench loop: {stmt}>", "exec"), scope)  # noqa: S102 - our own source
-    return scope["_loop"]  # type: ignore[no-any-return]
+    loop: AsyncLoop = make_loop(stmt, env, unroll, is_async=True)
+    return loop
 
 
 async def _timed(loop: AsyncLoop, calls: int) -> int:
