@@ -176,7 +176,8 @@ class NamespaceCore:
         log_interval: float = 10.0,
     ) -> None:
         self.name = name
-        self.tiers = self._tiers = list(tiers)
+        self._base_tiers = list(tiers)
+        self.tiers = self._tiers = self._base_tiers
         self.store = store
         self._clock = clock
         self._scheduler = scheduler if scheduler is not None else ThreadScheduler()
@@ -190,7 +191,6 @@ class NamespaceCore:
         self.journal_key = f"{prefix}:#wb:{name}"
         self._version_key = f"{prefix}:#ver:{name}"
         self._version = 0
-        self._version_tier: Any = next((t for t in self._tiers if hasattr(t, "bump_version")), None)
         self.tier_stats = [LayerStats() for _ in self._tiers]
         self.store_stats = LayerStats()
         self._quiet = RateLimitedLog(log_interval)
@@ -199,7 +199,6 @@ class NamespaceCore:
         self._purge_lock = threading.Lock()
         self.purges_replayed = 0
         self._flights = Flights()
-        self._lease_tier: Any = next((t for t in self._tiers if hasattr(t, "lease_many")), None)
         self._fence = Fence()
         self.max_staleness = max_staleness
         self.on_tier_error = on_tier_error
@@ -213,6 +212,15 @@ class NamespaceCore:
 
     def _apply(self, config: NamespaceConfig, new_policy: bool = True) -> None:
         self.config = config
+        # Under Versioned a shared tier is used through its per-key-version
+        # face (RedisTier.keyed_versions): every copy carries its key's version.
+        versioned = config.invalidation.versioned
+        self.tiers = self._tiers = [
+            t.keyed_versions() if versioned and hasattr(t, "keyed_versions") else t
+            for t in self._base_tiers
+        ]
+        self._version_tier: Any = next((t for t in self._tiers if hasattr(t, "bump_version")), None)
+        self._lease_tier: Any = next((t for t in self._tiers if hasattr(t, "lease_many")), None)
         if new_policy:
             # Each namespace runs its own copy: a policy may keep per-namespace state.
             self._policy: WritePolicy = copy_module.copy(config.write)

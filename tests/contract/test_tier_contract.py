@@ -69,3 +69,10 @@ class TestRedisTierReal(TierContract):
         yield made
         made.close()
         _unlink_head(redis_client, ns)
+
+
+class TestRedisTierKeyVersions(TestRedisTierReal):
+    """The L2 as Versioned namespaces use it: every copy carries its key's version."""
+
+    def make_tier(self) -> Tier:
+        return RedisTier(self.url).keyed_versions()

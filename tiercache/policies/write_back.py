@@ -182,12 +182,15 @@ class WriteBack:
             entries = [(f"{target.key_prefix}{f}", b"", None, 0) for f in fields]
         journal_args = (target.journal_key, target.journal_key + ":seq",
                         list(zip(fields, payloads)), entries, self.max_pending)
+        # The namespace's current face of the journal tier: under Versioned
+        # it stamps each copy with a new per-key version (see _versioned.py).
+        journal = target.tiers[state.journal_index]
         try:
-            recorded = yield (state.journal, "journal_put", journal_args)
+            recorded = yield (journal, "journal_put", journal_args)
             if recorded is False:
                 # Back-pressure: the journal is full; write the backlog, then retry once.
                 yield from self.flush(target, force=True)
-                recorded = yield (state.journal, "journal_put", journal_args)
+                recorded = yield (journal, "journal_put", journal_args)
                 if recorded is False:
                     raise CapacityError(
                         f"{target.name}: the write-back journal holds max_pending="

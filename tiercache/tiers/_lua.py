@@ -4,12 +4,84 @@ from __future__ import annotations
 
 __all__ = ["SCRIPTS"]
 
+# Per-key versions (Versioned namespaces): each key has a version key, and
+# each copy carries the version it was written under, spliced in after the
+# 9-byte envelope header as 16 ASCII digits. A reader serves a copy only if
+# its version is the key's current one, so a write makes every older copy
+# unreachable. Versions come from the server clock in microseconds and only
+# grow, so a version key lost to eviction, FLUSHALL or a restart never
+# makes an older copy current again.
+_KEY_VERSIONS = """
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function bumped(vkey)
+  local v = tonumber(redis.call('GET', vkey) or '0')
+  local now = now_us()
+  if now > v then return now end
+  return v + 1
+end
+local function version_text(v)
+  return string.format('%016d', v)
+end
+local function stamped(blob, v)
+  return string.sub(blob, 1, 9) .. version_text(v) .. string.sub(blob, 10)
+end
+local function put(key, value, px)
+  if px > 0 then
+    redis.call('SET', key, value, 'PX', px)
+  else
+    redis.call('SET', key, value)
+  end
+end
+"""
+# Versioned writes: each key (KEYS in triples: lease, copy, version key)
+# takes a new version; the copy is set under it (ARGV pairs: sealed copy,
+# px) or, with an empty copy, removed (its version key then lives ARGV px).
+_SET_VERSIONED = _KEY_VERSIONS + """
+for i = 1, #KEYS / 3 do
+  local vkey = KEYS[3*i]
+  local v = bumped(vkey)
+  local blob, px = ARGV[2*i-1], tonumber(ARGV[2*i])
+  put(vkey, version_text(v), px)
+  if blob == '' then
+    redis.call('DEL', KEYS[3*i-1])
+  else
+    put(KEYS[3*i-1], stamped(blob, v), px)
+  end
+  redis.call('DEL', KEYS[3*i-2])
+end
+return 0
+"""
+# A versioned fill, only while the reader's lease is intact: the copy takes
+# the key's current version (a fresh one from the clock when it has none).
+_FILL_VERSIONED = _KEY_VERSIONS + """
+local filled = 0
+for i = 1, #KEYS / 3 do
+  if redis.call('GET', KEYS[3*i-2]) == ARGV[1] then
+    local vkey = KEYS[3*i]
+    local v = tonumber(redis.call('GET', vkey) or '0')
+    if v == 0 then v = now_us() end
+    local px = tonumber(ARGV[2*i+1])
+    put(vkey, version_text(v), px)
+    put(KEYS[3*i-1], stamped(ARGV[2*i], v), px)
+    redis.call('DEL', KEYS[3*i-2])
+    filled = filled + 1
+  end
+end
+return filled
+"""
+
 # Write-back journal: one script records a pending write (with a sequence
 # number that orders writers) and sets the cached copy, atomically, so the
 # journal and the cache can never disagree on which write came last.
-_JOURNAL_PUT = """
+_JOURNAL_PUT = _KEY_VERSIONS + """
 local limit = tonumber(ARGV[#ARGV])
 local n = (#ARGV - 1) / 4
+-- Under Versioned, KEYS ends with each key's version key: a copy set here
+-- takes a new version, atomically with its journal entry.
+local versioned = #KEYS > 2 + 2 * n
 if redis.call('HLEN', KEYS[1]) + n > limit then
   local new = 0
   for i = 1, n do
@@ -24,11 +96,13 @@ for i = 1, n do
   local blob = ARGV[4*i-1]
   if blob ~= '' then
     local px = tonumber(ARGV[4*i])
-    if px > 0 then
-      redis.call('SET', KEYS[2+i], blob, 'PX', px)
-    else
-      redis.call('SET', KEYS[2+i], blob)
+    if versioned then
+      local vkey = KEYS[2+2*n+i]
+      local v = bumped(vkey)
+      put(vkey, version_text(v), px)
+      blob = stamped(blob, v)
     end
+    put(KEYS[2+i], blob, px)
   end
 end
 return n
@@ -128,4 +202,6 @@ SCRIPTS = {
     "fill": _FILL_LEASED,
     "set": _SET,
     "release": _RELEASE,
+    "vset": _SET_VERSIONED,
+    "vfill": _FILL_VERSIONED,
 }

@@ -377,8 +377,14 @@ class RedisTier:
             args += [blob, px]
         yield ("script", "set", tuple(keys), {"args": args})
 
-    def _sealed(self, entries: Sequence[TierEntry]) -> list[tuple[str, bytes, int]]:
-        """Entries as ``(redis key, envelope, px)``; px 0 means no expiry."""
+    def _sealed(
+        self, entries: Sequence[TierEntry], kind: bytes = _ENVELOPE_V1
+    ) -> list[tuple[str, bytes, int]]:
+        """Entries as ``(redis key, envelope, px)``; px 0 means no expiry.
+
+        ``kind`` b"V" marks a versioned copy: the script that stores it splices
+        the key's version in after the header (see tiers/_versioned.py).
+        """
         ceiling = self.ttl
         now_ms = int(self._wall_clock() * 1000)
         out = []
@@ -386,7 +392,7 @@ class RedisTier:
             if ceiling is not None and (ttl is None or ttl > ceiling):
                 ttl = ceiling
             px = 0 if ttl is None else max(1, int(ttl * 1000))
-            header = _ENVELOPE.pack(_ENVELOPE_V1, now_ms + px if px else 0)
+            header = _ENVELOPE.pack(kind, now_ms + px if px else 0)
             out.append((key if len(key) <= MAX_KEY_LENGTH else hash_long_key(key), header + data, px))
         return out
 
@@ -458,15 +464,19 @@ class RedisTier:
         records: Sequence[tuple[str, bytes]],
         entries: Sequence[TierEntry],
         limit: int,
+        kind: bytes = _ENVELOPE_V1,
     ) -> _Commands[bool]:
         keys = [journal, seq_key]
         args: list[Any] = []
         for (field_, payload), (entry, (rkey, blob, px)) in zip(
-            records, zip(entries, self._sealed(entries))
+            records, zip(entries, self._sealed(entries, kind))
         ):
             keys.append(rkey)
             args += [field_, payload, blob if entry[1] else b"", px]
-        keys += [_lease_key(k) for k in keys[2:]]
+        copies = keys[2:]
+        keys += [_lease_key(k) for k in copies]
+        if kind != _ENVELOPE_V1:  # versioned copies: their version keys follow
+            keys += [_version_key(k) for k in copies]
         done = yield ("script", "put", tuple(keys), {"args": [*args, limit]})
         return int(done) >= 0
 
@@ -585,6 +595,12 @@ class RedisTier:
 
     # -- versions and locks ----------------------------------------------------
 
+    def keyed_versions(self) -> Any:
+        """This tier as a Versioned namespace uses it: copies carry per-key versions."""
+        from ._versioned import KeyVersions
+
+        return KeyVersions(self)
+
     def bump_version(self, key: str) -> int:
         """Advance the version at ``key``; never below the server clock in microseconds."""
         return self._run(self._version("bump", key), "version bump")
@@ -691,6 +707,12 @@ def _lease_key(rkey: str) -> str:
     """``prefix:#lease:rest``: under the cache's prefix, outside every namespace's keys."""
     head, _, rest = rkey.partition(":")
     return f"{head}:#lease:{rest}"
+
+
+def _version_key(rkey: str) -> str:
+    """``prefix:#kv:rest``: a key's version under Versioned, beside its lease key."""
+    head, _, rest = rkey.partition(":")
+    return f"{head}:#kv:{rest}"
 
 
 def _glob_escape(text: str) -> str:
