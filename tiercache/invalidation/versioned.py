@@ -1,4 +1,4 @@
-"""Versioned: cached keys carry the namespace's version; a bump makes every old copy unreachable."""
+"""Versioned: every copy carries its key's version and its namespace's; a bump makes old copies unreachable."""
 
 from __future__ import annotations
 
