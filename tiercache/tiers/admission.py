@@ -66,14 +66,14 @@ CLIMBER_RESTART_THRESHOLD = 0.05
 
 _MAX_COUNT = 15  # 4-bit counters, as in Caffeine's sketch: saturate instead of wrapping
 _HALVE = bytes(b >> 1 for b in range(256))
-_MASK30 = (1 << 30) - 1  # CPython's single-digit ints: the fast paths of its arithmetic
 
 
 class FrequencySketch:
     """Count-min sketch of recent access counts: 4 rows of counters saturating at 15.
 
-    Each key maps to one counter per row (double hashing over two 30-bit slices of
-    ``hash(key)``: SipHash for the tier's str keys, so well spread); the
+    Each key maps to one counter per row by double hashing over two 30-bit
+    slices of ``hash(key)`` (SipHash for the tier's str keys, so well spread),
+    ``a`` and an odd ``b``: row ``r`` counts it at ``(a + r * b) mod width``. The
     estimate is the smallest of the four. Every ``sample_size`` increments all
     counters are halved ("reset" in the TinyLFU paper), so the sketch follows a
     workload whose popular keys change. Rows are ``4 * capacity`` counters wide
@@ -90,10 +90,7 @@ class FrequencySketch:
         sample_factor: increments between halvings, per entry of capacity.
     """
 
-    __slots__ = (
-        "_door", "_door_mask", "_mask", "_row1", "_row2", "_row3", "_table", "additions",
-        "sample_size",
-    )
+    __slots__ = ("_door", "_door_mask", "_mask", "_rows", "additions", "sample_size")
 
     def __init__(
         self, capacity: int, *, doorkeeper: bool = False, sample_factor: int = SAMPLE_FACTOR
@@ -102,8 +99,8 @@ class FrequencySketch:
         # Rows of at most 2**30 counters: indexes come from 30-bit slices of the hash.
         width = 1 << min(30, max(4, (4 * capacity - 1).bit_length()))
         self._mask = width - 1
-        self._row1, self._row2, self._row3 = width, 2 * width, 3 * width
-        self._table = bytearray(4 * width)
+        # One array per row: an index needs no row offset added (one int fewer to make).
+        self._rows = (bytearray(width), bytearray(width), bytearray(width), bytearray(width))
         self._door: bytearray | None = bytearray(4 * width) if doorkeeper else None
         self._door_mask = 4 * width - 1
         self.sample_size = sample_factor * capacity
@@ -123,29 +120,32 @@ class FrequencySketch:
                 if self.additions >= self.sample_size:
                     self.reset()
                 return
-        a = h & _MASK30
-        b = ((h >> 30) & _MASK30) | 1
-        mask, t = self._mask, self._table
+        # The width divides 2**30, so both slices are taken mod the width
+        # straight from the hash, and each row's index is the last one's plus
+        # b (mod the width): the same counters, with fewer ints to make.
+        mask = self._mask
+        r0, r1, r2, r3 = self._rows
+        i = h & mask
+        step = ((h >> 30) | 1) & mask
         added = False
-        i = a & mask
-        c = t[i]
+        c = r0[i]
         if c < _MAX_COUNT:
-            t[i] = c + 1
+            r0[i] = c + 1
             added = True
-        i = self._row1 + ((a + b) & mask)
-        c = t[i]
+        i = (i + step) & mask
+        c = r1[i]
         if c < _MAX_COUNT:
-            t[i] = c + 1
+            r1[i] = c + 1
             added = True
-        i = self._row2 + ((a + 2 * b) & mask)
-        c = t[i]
+        i = (i + step) & mask
+        c = r2[i]
         if c < _MAX_COUNT:
-            t[i] = c + 1
+            r2[i] = c + 1
             added = True
-        i = self._row3 + ((a + 3 * b) & mask)
-        c = t[i]
+        i = (i + step) & mask
+        c = r3[i]
         if c < _MAX_COUNT:
-            t[i] = c + 1
+            r3[i] = c + 1
             added = True
         if added:
             self.additions += 1
@@ -156,15 +156,13 @@ class FrequencySketch:
         """Estimated occurrences of ``key`` in the recent past (never an underestimate
         before a halving; at most 15, or 16 with the doorkeeper)."""
         h = hash(key)
-        a = h & _MASK30
-        b = ((h >> 30) & _MASK30) | 1
-        mask, t = self._mask, self._table
-        count = min(
-            t[a & mask],
-            t[self._row1 + ((a + b) & mask)],
-            t[self._row2 + ((a + 2 * b) & mask)],
-            t[self._row3 + ((a + 3 * b) & mask)],
-        )
+        mask = self._mask
+        r0, r1, r2, r3 = self._rows
+        i0 = h & mask
+        step = ((h >> 30) | 1) & mask
+        i1 = (i0 + step) & mask
+        i2 = (i1 + step) & mask
+        count = min(r0[i0], r1[i1], r2[i2], r3[(i2 + step) & mask])
         door = self._door
         if door is not None and door[h & self._door_mask] and door[(h >> 29) & self._door_mask]:
             count += 1
@@ -172,14 +170,16 @@ class FrequencySketch:
 
     def reset(self) -> None:
         """Halve every counter (ageing), and empty the doorkeeper."""
-        self._table[:] = self._table.translate(_HALVE)
+        for row in self._rows:
+            row[:] = row.translate(_HALVE)
         self.additions //= 2
         if self._door is not None:
             self._door[:] = bytes(len(self._door))
 
     def clear(self) -> None:
         """Forget everything."""
-        self._table[:] = bytes(len(self._table))
+        for row in self._rows:
+            row[:] = bytes(len(row))
         if self._door is not None:
             self._door[:] = bytes(len(self._door))
         self.additions = 0
@@ -262,15 +262,14 @@ class TinyLFU:
         """A hit on ``key``: count it, and move it up its region (probation -> protected)."""
         self.sketch.increment(key)
         self._hits += 1
-        probation = self._probation
-        if key in probation:
+        protected, probation = self._protected, self._probation
+        if key in protected:  # first: where most hits land
+            protected.move_to_end(key)
+        elif key in probation:
             del probation[key]
-            protected = self._protected
             protected[key] = None
             if len(protected) > self.protected_max:
                 probation[protected.popitem(last=False)[0]] = None
-        elif key in self._protected:
-            self._protected.move_to_end(key)
         elif key in self._window:
             self._window.move_to_end(key)
 

@@ -129,12 +129,12 @@ class _TinyLFUMap:
         data = self.data
         old = data.get(key)
         data[key] = entry
-        self.currsize += entry[2]
         if old is None:
+            self.currsize += entry[2]
             for gone in self.policy.add(key):
                 self._evicted(gone)
         else:
-            self.currsize -= old[2]
+            self.currsize += entry[2] - old[2]
             self.policy.record(key)  # a write is an access, as in Caffeine
         if self.maxbytes is not None:
             while self.currsize > self.maxbytes:
@@ -290,15 +290,20 @@ class MemoryTier:
     def set_many(self, entries: Sequence[TierEntry], now: float) -> None:
         ceiling = self.ttl
         maxbytes = self.maxbytes
-        with self._lock:
+        data = self._data
+        lock = self._lock
+        lock.acquire()  # not ``with``, which doubles the cost of taking the lock
+        try:
             for key, value, ttl, size in entries:
                 if ceiling is not None and (ttl is None or ttl > ceiling):
                     ttl = ceiling
                 if maxbytes is not None and size > maxbytes:
                     # Larger than the whole tier: keep it out, and drop an older copy.
-                    self._data.pop(key, None)
+                    data.pop(key, None)
                     continue
-                self._data[key] = (value, math.inf if ttl is None else now + ttl, size)
+                data[key] = (value, math.inf if ttl is None else now + ttl, size)
+        finally:
+            lock.release()
 
     def delete_many(self, keys: Sequence[str]) -> None:
         with self._lock:
