@@ -96,6 +96,18 @@ class Fence:
                 gens[hash(key) % slots] += 1
             return self._epoch, {k: gens[hash(k) % slots] for k in keys}
 
+    def bump_one(self, key: str) -> tuple[int, int]:
+        """The single-key form of ``bump``: ``key``'s ``(epoch, generation)`` after it."""
+        slot = hash(key) % self._slots
+        gens = self._gens
+        lock = self._lock
+        lock.acquire()  # not ``with``, which doubles the cost of taking the lock
+        try:
+            gens[slot] += 1
+            return self._epoch, gens[slot]
+        finally:
+            lock.release()
+
     def bump_all(self) -> None:
         """Every key changed (``invalidate_all``, a bus gap)."""
         with self._lock:

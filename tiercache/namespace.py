@@ -21,7 +21,8 @@ from .errors import (
     ValueTooLargeError,
 )
 from .invalidation import Invalidation
-from .policies import WriteBatch, WritePolicy
+from .keys import encode_key
+from .policies import WriteBack, WriteBatch, WritePolicy
 from .tiers.base import UNDECODABLE
 
 __all__ = ["Namespace", "NamespaceConfig"]
@@ -58,6 +59,28 @@ class Namespace(ReadPath):
             self.get = self._get_copy  # type: ignore[method-assign]
         else:
             self.__dict__.pop("get", None)
+        # Namespace.set's in-process path: chosen once per configuration, not per call.
+        if self._sets_in_process(config):
+            self.set = self._set_in_process  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("set", None)
+
+    def _sets_in_process(self, config: NamespaceConfig) -> bool:
+        """Whether ``set`` can take ``_set_in_process``: nothing it does leaves the process.
+
+        That is WriteBack itself (a subclass may write otherwise), whose
+        journal is then a dict here; every tier in-process; no bus to
+        announce to; and the synchronous driver under Namespace's own ``set``
+        (AsyncNamespace's must go on returning awaitables).
+        """
+        cls = type(self)
+        return (
+            cls._drive is Namespace._drive
+            and cls.set is Namespace.set
+            and type(self._policy) is WriteBack
+            and self._bus is None
+            and not any(tier.serialized for tier in self._tiers)
+        )
 
     # -- reads --------------------------------------------------------------
 
@@ -228,6 +251,65 @@ class Namespace(ReadPath):
         self.tier_key(key)  # refuse a bad key before it meets a dict (unhashable, True == 1)
         return self.set_many({key: value})
 
+    def _set_in_process(self, key: Key, value: Any) -> None:
+        """``set`` when ``_sets_in_process``: ``_prepare`` and ``_write_plan`` for one key, inline.
+
+        The same steps in the same order, without a batch, a plan or the
+        driver, which cost several times the write itself: validate and
+        serialize; bump the fence, journal, bump it again; then fill each
+        tier only if no other change touched the key meanwhile, and check
+        again after the insert (see ``fill_local``). Writes that need I/O
+        first (purges to replay, a full journal to flush) take ``_write_plan``,
+        and so does a caller that kept ``ns.set`` across a ``configure()``
+        that swapped WriteBack out.
+        """
+        if type(key) is str and key.isascii():
+            field = "s:" + key
+            tier_key = self._str_prefix + key
+        else:
+            field = encode_key(key)  # InvalidKeyError, before anything is written
+            tier_key = self.key_prefix + field
+        data = self.encode(value, tier_key)
+        limit = self.config.max_value_bytes
+        if limit is not None and len(data) > limit:
+            raise self._too_large(key, data, limit)
+        now = self._clock()
+        policy = self._policy
+        if type(policy) is not WriteBack or self._purges or not policy.local_room(1):
+            run(self._write_plan(WriteBatch([key], [tier_key], [value], [data], now)))
+            return
+        fence = self._fence
+        epoch, before = fence.bump_one(tier_key)
+        try:
+            policy.journal_one(field, data)
+        finally:
+            after = fence.bump_one(tier_key)
+        raced = after != (epoch, before + 1)  # another change moved the key between our bumps
+        size = len(data)
+        generation = fence.generation
+        for t, tier in enumerate(self._tiers):
+            ttl = self._fill_ttl(t)
+            if raced:
+                self._drop_local(t, tier_key)
+            elif generation(tier_key) == after:
+                try:
+                    tier.set_many([(tier_key, value, ttl, size)], now)
+                    done = True
+                except TierError as exc:
+                    self._tier_failed(t, "set_many", exc)
+                    done = False
+                if generation(tier_key) != after:
+                    self._drop_local(t, tier_key)
+                if done:
+                    self.tier_stats[t].sets += 1
+
+    def _drop_local(self, t: int, tier_key: str) -> None:
+        """Delete a key from in-process tier ``t``; a failure is handled as in ``_tier_call``."""
+        try:
+            self._tiers[t].delete_many([tier_key])
+        except TierError as exc:
+            self._tier_failed(t, "delete_many", exc)
+
     def set_many(self, items: Mapping[Key, Any]) -> Any:
         """Write several values: one store batch and one round trip per tier.
 
@@ -281,11 +363,15 @@ class Namespace(ReadPath):
         if limit is not None:
             for key, blob in zip(keys, data):
                 if len(blob) > limit:
-                    raise ValueTooLargeError(
-                        f"{self.name}: value of {key!r} is {len(blob)} bytes serialized, "
-                        f"over max_value_bytes={limit}"
-                    )
+                    raise self._too_large(key, blob, limit)
         return WriteBatch(keys, tier_keys, values, data, self._clock())
+
+    def _too_large(self, key: Key, blob: bytes, limit: int) -> ValueTooLargeError:
+        """The refusal of a value over ``max_value_bytes``, worded alike on both write paths."""
+        return ValueTooLargeError(
+            f"{self.name}: value of {key!r} is {len(blob)} bytes serialized, "
+            f"over max_value_bytes={limit}"
+        )
 
     def delete(self, key: Key) -> Any:
         """Delete ``key`` from the store and from every tier, in every process.

@@ -150,6 +150,30 @@ class WriteBack:
             return
         yield from target.fill(batch, skip=self._state.journal_index)
 
+    def local_room(self, count: int) -> bool:
+        """True when ``count`` more writes go into the in-process journal with no flush first.
+
+        False with a Redis journal, or when the in-process journal would pass
+        ``max_pending``: those writes take ``write``, which flushes or refuses.
+        """
+        state = self._state
+        return state.journal is None and len(state.local) + count <= self.max_pending
+
+    def journal_one(self, field_: str, payload: bytes) -> None:
+        """Journal one write in the process, as ``_record`` does, once ``local_room(1)`` said yes.
+
+        The single-key form of ``write``'s journaling, for ``Namespace.set``
+        when every tier is in the process: the namespace fills the tiers itself.
+        """
+        state = self._state
+        lock = state.lock
+        lock.acquire()  # not ``with``, which doubles the cost of taking the lock
+        try:
+            state.seq += 1
+            state.local[field_] = b"%d|" % state.seq + payload
+        finally:
+            lock.release()
+
     def delete(self, keys: Sequence[Key], tier_keys: Sequence[str], target: Target) -> Plan[None]:
         fields = [encode_key(k) for k in keys]
         recorded = yield from self._record(target, fields, [_TOMBSTONE] * len(fields), None)
