@@ -27,6 +27,7 @@ __all__ = [
     "count_commands",
     "cycle",
     "interleave",
+    "interleave_n",
     "make_loop",
     "seed",
     "timed_row",
@@ -220,9 +221,17 @@ def interleave(
     The order rotates from round to round, so no loop always runs first or
     right after the same neighbour; GC is off for each alike.
     """
+    return interleave_n(loops, calls={name: calls for name in loops}, rounds=rounds,
+                        per_loop=per_loop)
+
+
+def interleave_n(
+    loops: dict[str, Callable[[int], int]], *, calls: dict[str, int], rounds: int, per_loop: int = 1
+) -> dict[str, list[float]]:
+    """``interleave``, each loop running its own number of calls per round."""
     names = list(loops)
     for name in names:
-        loops[name](calls)
+        loops[name](calls[name])
     out: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         shift = r % len(names)
@@ -230,10 +239,10 @@ def interleave(
             gc.collect()
             gc.disable()
             try:
-                elapsed = loops[name](calls)
+                elapsed = loops[name](calls[name])
             finally:
                 gc.enable()
-            out[name].append(elapsed / (calls * per_loop))
+            out[name].append(elapsed / (calls[name] * per_loop))
     return out
 
 

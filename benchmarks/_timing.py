@@ -9,8 +9,8 @@ side runs in the same loop, the one that awaits :func:`acompare` or
 :func:`ainterleave`. Rounds alternate (or rotate) as in ``_harness``, with the
 garbage collector off for each side alike.
 
-:func:`interleave_n` is ``_harness.interleave`` with a call count per loop, for
-round-robin tables whose members differ by 100x in cost.
+(``_harness.interleave_n`` gives each sync loop its own call count, for
+round-robin tables whose members differ by 100x in cost.)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from ._harness import Comparison, make_loop
 
-__all__ = ["acompare", "ainterleave", "interleave_n", "make_async_loop"]
+__all__ = ["acompare", "ainterleave", "make_async_loop"]
 
 AsyncLoop = Callable[[int], Awaitable[int]]
 
@@ -79,26 +79,4 @@ async def ainterleave(
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             out[name].append(await _timed(loops[name], count[name]) / (count[name] * per_loop))
-    return out
-
-
-def interleave_n(
-    loops: dict[str, Callable[[int], int]], *, calls: dict[str, int], rounds: int, per_loop: int = 1
-) -> dict[str, list[float]]:
-    """Per-call nanoseconds of each round for several sync loops, round-robin,
-    each loop running its own number of calls per round."""
-    names = list(loops)
-    for name in names:
-        loops[name](calls[name])
-    out: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            gc.collect()
-            gc.disable()
-            try:
-                elapsed = loops[name](calls[name])
-            finally:
-                gc.enable()
-            out[name].append(elapsed / (calls[name] * per_loop))
     return out

@@ -49,8 +49,8 @@ import msgpack
 
 import tiercache as tc
 
-from ._harness import Comparison, Context, Row, make_loop, seed, timed_row
-from ._timing import ainterleave, interleave_n, make_async_loop
+from ._harness import Comparison, Context, Row, interleave_n, make_loop, seed, timed_row
+from ._timing import ainterleave, make_async_loop
 
 __all__ = ["run"]
 
