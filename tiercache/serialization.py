@@ -76,7 +76,8 @@ class MsgpackSerializer:
         return hash(type(self))
 
     def dumps(self, value: Any) -> bytes:
-        if type(value) in (bytearray, memoryview):
+        kind = type(value)
+        if kind is bytearray or kind is memoryview:
             # msgpack would store them as bytes, and they would come back as bytes.
             raise SerializationError(f"{type(value).__name__} would come back as bytes; pass bytes")
         try:
@@ -118,8 +119,26 @@ def _refuse() -> Any:
     raise SerializationError("not a tiercache msgpack value (format byte mismatch)")
 
 
+# Idle packers. ``msgpack.packb`` builds a Packer, and its 256 KiB buffer, on
+# every call: most of the cost of packing a small value. A packer is popped
+# for one ``pack`` and put back after, so threads never share one and a nested
+# pack (``_to_ext`` packing a tuple's items) takes another. list.pop and
+# list.append are atomic. A packer whose ``pack`` raised is not put back, nor
+# one that grew past ``_PACKER_KEEP_BYTES`` (its buffer does not shrink).
+_packers: list[msgpack.Packer] = []
+_PACKERS_KEPT = 8
+_PACKER_KEEP_BYTES = 1 << 16
+
+
 def _pack_inner(value: Any) -> bytes:
-    packed: bytes = msgpack.packb(value, default=_to_ext, strict_types=True, use_bin_type=True)
+    try:
+        packer = _packers.pop()
+    except IndexError:
+        packer = msgpack.Packer(default=_to_ext, strict_types=True, use_bin_type=True,
+                                buf_size=1024)
+    packed: bytes = packer.pack(value)
+    if len(packed) <= _PACKER_KEEP_BYTES and len(_packers) < _PACKERS_KEPT:
+        _packers.append(packer)
     return packed
 
 

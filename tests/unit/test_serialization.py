@@ -259,6 +259,68 @@ def test_bytes_like_values_are_refused_or_keep_their_type(value: Any) -> None:
     assert type(back) is type(value), f"{type(value).__name__} came back as {type(back).__name__}"
 
 
+# -- msgpack: the packer pool -------------------------------------------------
+
+
+def test_a_failed_pack_leaves_no_bytes_behind_for_the_next_value() -> None:
+    """A value refused halfway (after some of it was packed) does not leak into the next one."""
+    ser = MsgpackSerializer()
+    for bad in UNSUPPORTED.values():
+        with pytest.raises(SerializationError):
+            ser.dumps(bad)
+        data = ser.dumps([1, "two", (3,)])
+        assert data == ser.dumps([1, "two", (3,)])
+        assert ser.loads(data) == [1, "two", (3,)]
+
+
+def test_nested_ext_values_pack_as_packb_would() -> None:
+    """Tuples and sets inside tuples pack through other packers: the outer one is not disturbed."""
+    value = {"t": (1, (2, frozenset({3})), {4}), "u": [uuid.UUID(int=5), (dt.date(2026, 1, 2),)]}
+    data = MsgpackSerializer().dumps(value)
+    assert same(MsgpackSerializer().loads(data), value)
+
+
+def test_packers_are_not_shared_between_threads() -> None:
+    """Threads packing at once each get their own bytes (8 threads x 2,000 values, bounded)."""
+    import threading
+
+    ser = MsgpackSerializer()
+    wrong: list[tuple[int, int]] = []
+    start = threading.Barrier(8, timeout=30)
+
+    def worker(n: int) -> None:
+        start.wait()
+        for i in range(2_000):
+            value = {"thread": n, "i": i, "pad": "x" * (i % 300), "t": (n, i)}
+            if ser.loads(ser.dumps(value)) != value:
+                wrong.append((n, i))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert wrong == []
+
+
+def test_a_packer_that_packed_a_large_value_is_not_kept() -> None:
+    """Buffers do not shrink: a packer grown by a large value is dropped, not pooled."""
+    from tiercache import serialization
+
+    ser = MsgpackSerializer()
+    ser.dumps(1)  # at least one packer in the pool
+    kept = list(serialization._packers)
+    serialization._packers.clear()
+    try:
+        ser.dumps(b"x" * (serialization._PACKER_KEEP_BYTES + 1))
+        assert serialization._packers == []
+        ser.dumps(b"x" * 100)
+        assert len(serialization._packers) == 1
+    finally:
+        serialization._packers[:] = kept
+
+
 def test_serialization_error_is_a_tiercache_error() -> None:
     """SerializationError is caught by `except TiercacheError`."""
     with pytest.raises(tc.TiercacheError):
