@@ -23,7 +23,7 @@ from .errors import (
 from .invalidation import Invalidation
 from .keys import encode_key
 from .policies import WriteBack, WriteBatch, WritePolicy
-from .tiers.base import UNDECODABLE
+from .tiers.base import UNDECODABLE, Tier
 
 __all__ = ["Namespace", "NamespaceConfig"]
 
@@ -61,6 +61,7 @@ class Namespace(ReadPath):
             self.__dict__.pop("get", None)
         # Namespace.set's in-process path: chosen once per configuration, not per call.
         if self._sets_in_process(config):
+            self._fills = [_set_one(tier) for tier in self._tiers]
             self.set = self._set_in_process  # type: ignore[method-assign]
         else:
             self.__dict__.pop("set", None)
@@ -269,8 +270,9 @@ class Namespace(ReadPath):
         else:
             field = encode_key(key)  # InvalidKeyError, before anything is written
             tier_key = self.key_prefix + field
-        data = self.encode(value, tier_key)
-        limit = self.config.max_value_bytes
+        config = self.config
+        data = self.encode(value, tier_key) if self._bound else self._serializer.dumps(value)
+        limit = config.max_value_bytes
         if limit is not None and len(data) > limit:
             raise self._too_large(key, data, limit)
         now = self._clock()
@@ -287,13 +289,14 @@ class Namespace(ReadPath):
         raced = after != (epoch, before + 1)  # another change moved the key between our bumps
         size = len(data)
         generation = fence.generation
+        fills = self._fills
         for t, tier in enumerate(self._tiers):
             ttl = self._fill_ttl(t)
             if raced:
                 self._drop_local(t, tier_key)
             elif generation(tier_key) == after:
                 try:
-                    tier.set_many([(tier_key, value, ttl, size)], now)
+                    fills[t](tier_key, value, ttl, size, now)
                     done = True
                 except TierError as exc:
                     self._tier_failed(t, "set_many", exc)
@@ -530,3 +533,25 @@ class Namespace(ReadPath):
 def _constant(value: Any) -> Plan[Any]:
     return value
     yield  # a plan with no I/O
+
+
+_Fill = Callable[[str, Any, "float | None", int, float], None]
+
+
+def _set_one(tier: Tier) -> _Fill:
+    """``tier.set_one(key, value, ttl, size, now)``, or the same through ``set_many``.
+
+    ``set_one`` is used only where the class that defines it also defines the
+    ``set_many`` in effect: a subclass that overrides ``set_many`` alone (to
+    count, to fail, to log) keeps seeing every write.
+    """
+    mro = type(tier).__mro__
+    owner = {name: next((c for c in mro if name in c.__dict__), None)
+             for name in ("set_one", "set_many")}
+    if owner["set_one"] is not None and owner["set_one"] is owner["set_many"]:
+        return tier.set_one  # type: ignore[attr-defined,no-any-return]
+
+    def through_many(key: str, value: Any, ttl: float | None, size: int, now: float) -> None:
+        tier.set_many([(key, value, ttl, size)], now)
+
+    return through_many

@@ -10,6 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tiercache as tc
 from tiercache.errors import ConfigurationError
@@ -313,6 +315,47 @@ def test_every_policy_expires_by_ttl(admission: str) -> None:
     assert keys_held(tier, ["short", "capped"], clock()) == {"capped"}
     clock.advance(8)
     assert keys_held(tier, ["short", "capped"], clock()) == set()
+
+
+# -- set_one: set_many of one entry ---------------------------------------------------
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "get", "delete", "tick"]),
+        st.integers(0, 11),  # key
+        st.one_of(st.none(), st.floats(0.5, 20)),  # ttl
+        st.integers(1, 60),  # size
+    ),
+    max_size=80,
+)
+
+
+@pytest.mark.parametrize("admission", ADMISSIONS)
+@pytest.mark.parametrize("maxbytes", [None, 100])
+@settings(max_examples=60, deadline=None)
+@given(ops=_OPS)
+def test_set_one_leaves_the_tier_as_set_many_of_one_entry_does(
+    admission: str, maxbytes: int | None, ops: list[tuple[str, int, float | None, int]]
+) -> None:
+    """Twin tiers, one written by set_one and one by set_many: the same answers, bytes and evictions."""
+    clock = FakeClock()
+    options: dict[str, Any] = {"maxsize": 6, "maxbytes": maxbytes, "ttl": 10, "admission": admission}
+    one, many = tc.MemoryTier(**options), tc.MemoryTier(**options)
+    keys = [f"k{i}" for i in range(12)]
+    for op, k, ttl, size in ops:
+        key = keys[k]
+        if op == "set":
+            one.set_one(key, (key, size), ttl, size, clock())
+            many.set_many([(key, (key, size), ttl, size)], clock())
+        elif op == "get":
+            assert one.get_many([key], clock()) == many.get_many([key], clock())
+        elif op == "delete":
+            one.delete_many([key])
+            many.delete_many([key])
+        else:
+            clock.advance(3)
+        assert one.get_many(keys, clock()) == many.get_many(keys, clock())
+        assert (len(one), one.currbytes, one.evictions) == (len(many), many.currbytes, many.evictions)
 
 
 # -- threads ---------------------------------------------------------------------

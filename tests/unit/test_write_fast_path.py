@@ -383,6 +383,38 @@ def test_tier_ttl_and_several_tiers_give_the_same_result(twins: Any) -> None:
     assert fast.l1(0) and fast.l1(1)
 
 
+class SetManyCountingTier(tc.MemoryTier):
+    """A MemoryTier subclass that overrides ``set_many`` only: it counts the entries it gets."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.entries: list[str] = []
+
+    def set_many(self, entries: Sequence[Any], now: float) -> None:
+        self.entries += [entry[0] for entry in entries]
+        super().set_many(entries, now)
+
+
+def test_a_plain_memory_tier_is_filled_through_set_one() -> None:
+    """The fast path fills a MemoryTier with ``set_one``, the single-key form of ``set_many``."""
+    twin = Twin(FAST)
+    try:
+        assert twin.ns._fills == [twin.tiers[0].set_one]  # type: ignore[attr-defined]
+    finally:
+        twin.close()
+
+
+def test_a_subclass_overriding_set_many_sees_every_fast_path_write(twins: Any) -> None:
+    """``set_one`` is skipped where a subclass overrides ``set_many`` alone: its override runs."""
+    pair = twins(tiers=lambda: [SetManyCountingTier()])
+    both(pair, lambda t: t.set_all((k, i) for i, k in enumerate(KEYS)))
+    fast, general = pair
+    assert fast.tiers[0].entries == general.tiers[0].entries == [
+        fast.ns.tier_key(k) for k in KEYS
+    ]
+    assert_same_after_flush(pair)
+
+
 # -- refusals: nothing written anywhere --------------------------------------------------
 
 

@@ -305,6 +305,21 @@ class MemoryTier:
         finally:
             lock.release()
 
+    def set_one(self, key: str, value: Any, ttl: float | None, size: int, now: float) -> None:
+        """``set_many`` of one entry, without building the list: a namespace's single-key ``set``."""
+        if self.ttl is not None and (ttl is None or ttl > self.ttl):
+            ttl = self.ttl
+        maxbytes = self.maxbytes
+        lock = self._lock
+        lock.acquire()
+        try:
+            if maxbytes is not None and size > maxbytes:
+                self._data.pop(key, None)  # as in set_many
+            else:
+                self._data[key] = (value, math.inf if ttl is None else now + ttl, size)
+        finally:
+            lock.release()
+
     def delete_many(self, keys: Sequence[str]) -> None:
         with self._lock:
             for key in keys:
