@@ -179,23 +179,27 @@ def compare(
     per_loop: int = 1,
     warmup: int | None = None,
     before_round: Callable[[], None] | None = None,
+    baseline_calls: int | None = None,
 ) -> Comparison:
     """Time ``ours`` and ``baseline`` in ``rounds`` alternating rounds.
 
     Args:
         ours, baseline: loops from :func:`make_loop`.
         calls: loop iterations per round and side.
+        baseline_calls: the baseline's iterations per round, when not ``calls``:
+            for a baseline so much slower that equal counts would time ours
+            over a window too short to be warm.
         rounds: rounds (each side runs once per round; the side that goes
             first alternates).
         per_loop: operations per loop iteration (``make_loop``'s ``unroll``).
         warmup: iterations each side runs untimed first (default: ``calls``).
         before_round: called (untimed) before each round, for both sides.
     """
+    counts = {ours: calls, baseline: calls if baseline_calls is None else baseline_calls}
     for loop in (ours, baseline):
-        loop(warmup if warmup is not None else calls)
+        loop(warmup if warmup is not None else counts[loop])
     out_ours: list[float] = []
     out_base: list[float] = []
-    ops = calls * per_loop
     for r in range(rounds):
         if before_round is not None:
             before_round()
@@ -206,10 +210,10 @@ def compare(
             gc.collect()
             gc.disable()
             try:
-                elapsed = loop(calls)
+                elapsed = loop(counts[loop])
             finally:
                 gc.enable()
-            out.append(elapsed / ops)
+            out.append(elapsed / (counts[loop] * per_loop))
     return Comparison(out_ours, out_base)
 
 
