@@ -99,8 +99,8 @@ def _stacks(ctx: Context) -> list[tuple[str, str, Callable[[], list[tc.Tier]] | 
     redis_stack = with_redis if ctx.redis_ok else None
     return [
         ("l1", "L1 only: journal in the process", lambda: [tc.MemoryTier()]),
-        ("l1_redis", "L1 + real Redis: journal in Redis, written before set returns (one "
-                     "round trip at least)", redis_stack),
+        ("l1_redis", ("L1 + real Redis: journal in Redis, written before set returns (one "
+                      "round trip at least)"), redis_stack),
     ]
 
 
