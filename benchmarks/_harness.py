@@ -283,8 +283,15 @@ def timed_row(
     )
 
 
-def count_commands(client: Any, sent: list[str]) -> None:
-    """Record every command the client sends, and every pipeline it runs, in ``sent``."""
+def count_commands(tier: Any, sent: list[str]) -> None:
+    """Record every command a RedisTier sends, and every pipeline it runs, in ``sent``.
+
+    Its client's commands, and its direct reads (``tiers/_direct.py``), which
+    do not go through the client.
+    """
+    if getattr(tier, "_direct", None) is not None:
+        tier._direct = _CountingReads(tier._direct, sent)
+    client = tier.client
     execute = client.execute_command
     pipeline = client.pipeline
 
@@ -305,6 +312,20 @@ def count_commands(client: Any, sent: list[str]) -> None:
 
     client.execute_command = counting_execute
     client.pipeline = counting_pipeline
+
+
+class _CountingReads:
+    """A tier's DirectReads that records each command in ``sent`` first."""
+
+    def __init__(self, inner: Any, sent: list[str]) -> None:
+        self.inner, self.sent = inner, sent
+
+    def __call__(self, *args: Any) -> Any:
+        self.sent.append(str(args[0]).upper())
+        return self.inner(*args)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def seed(ns: Any, tier: Any, items: dict[Any, Any], ttl: float | None = None) -> None:

@@ -88,7 +88,7 @@ def _round_trips(ctx: Context, raw: Any) -> Row:
         seed(ns, tier, {k: VALUE for k in keys})
         calls = 20
         sent: list[str] = []
-        count_commands(tier.client, sent)
+        count_commands(tier, sent)
         server_before = _commandstats(raw)
         for _ in range(calls):
             found = ns.get_many(keys)

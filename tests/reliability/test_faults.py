@@ -885,3 +885,55 @@ def test_on_tier_error_raise_surfaces_tier_unavailable(server: RedisServer, pref
             ns.get("k2")
     finally:
         cache.close()
+
+
+# -- direct reads (tiers/_direct.py): what redis-py's pool checkout used to guard ----------
+
+
+def test_a_read_that_timed_out_never_answers_a_later_one(server: RedisServer, prefix: str) -> None:
+    """CLIENT PAUSE past the timeout: the late reply to the timed-out GET is never read as the next's."""
+    tier = tc.RedisTier(server.url, timeout=0.1)
+    admin = server.admin()
+    try:
+        tier.set_many([(f"{prefix}:ns:a", b"\x01one", None, 0),
+                       (f"{prefix}:ns:b", b"\x01two", None, 0)], 0.0)
+        assert tier.get_one(f"{prefix}:ns:a") == (b"\x01one", None)  # one idle connection
+        admin.execute_command("CLIENT", "PAUSE", 400, "ALL")
+        paused_at = time.monotonic()
+        with pytest.raises(tc.TierUnavailable):
+            tier.get_one(f"{prefix}:ns:a")
+        time.sleep(max(0.0, paused_at + 0.6 - time.monotonic()))  # the server answers "one" now
+        assert tier.get_one(f"{prefix}:ns:b") == (b"\x01two", None)
+        assert tier.get_many([f"{prefix}:ns:b", f"{prefix}:ns:a"], 0.0) == [
+            (b"\x01two", None), (b"\x01one", None)
+        ]
+    finally:
+        admin.close()
+        tier.close()
+
+
+def test_reads_after_a_restart_need_no_failed_read_first(server: RedisServer, prefix: str) -> None:
+    """kill -9 and a restart on the same port: idle connections are dead; reads answer at once."""
+    tier = tc.RedisTier(server.url)
+    try:
+        tier.set_many([(f"{prefix}:ns:a", b"\x01one", None, 0)], 0.0)
+        barrier = threading.Barrier(4, timeout=30)
+
+        def read() -> None:  # several idle connections, all of which the restart kills
+            barrier.wait()
+            for _ in range(50):
+                tier.get_one(f"{prefix}:ns:a")
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert tier._direct is not None and len(tier._direct._idle) >= 1
+        server.kill9()
+        server.start()
+        answers = [tier.get_one(f"{prefix}:ns:a") for _ in range(10)]
+        assert answers == [None] * 10  # the restarted server is empty
+        assert tier._failures == 0 and tier.breaker_opened == 0
+    finally:
+        tier.close()

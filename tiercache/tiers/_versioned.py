@@ -56,12 +56,12 @@ class KeyVersions:
     def get_one(self, key: str) -> Hit | Undecodable | None:
         tier = self._tier
         rkey = _rkey(key)
-        copy, version = tier._read(tier.client.mget, [rkey, _version_key(rkey)])
+        copy, version = tier._read("MGET", rkey, _version_key(rkey))
         return _opened(copy, version, tier._wall_clock() * 1000.0)
 
     def get_many(self, keys: Sequence[str], now: float) -> list[Hit | Undecodable | None]:
         tier = self._tier
-        raws = tier._read(tier.client.mget, _pairs(keys))
+        raws = tier._read("MGET", *_pairs(keys))
         return _opened_all(raws, tier._wall_clock() * 1000.0)
 
     async def aget_many(self, keys: Sequence[str], now: float) -> list[Hit | Undecodable | None]:

@@ -47,6 +47,7 @@ _HEADER = _ENVELOPE.size
 _ENVELOPE_BYTE = _ENVELOPE_V1[0]
 _unpack_header = _ENVELOPE.unpack_from
 
+from ._direct import DirectReads
 from ._lua import SCRIPTS as _SCRIPTS
 
 T = TypeVar("T")
@@ -90,6 +91,12 @@ class RedisTier:
 
     Failures of the client arrive as :class:`TierUnavailable` (timeouts,
     refused or dropped connections) or :class:`TierError` (anything else).
+
+    With a URL, reads (GET, MGET) go over a few connections the tier keeps
+    itself, made like the pool's, instead of through ``client.get``: redis-py's
+    per-command pool checkout, retry wrapper and observability hooks cost
+    about as much as a loopback round trip. They do not show in redis-py's
+    own metrics; ``stats()`` counts them. See ``tiercache/tiers/_direct.py``.
     """
 
     serialized = True
@@ -131,6 +138,14 @@ class RedisTier:
                 raise ConfigurationError(f"bad Redis URL {_redact(url)!r}: {exc}") from exc
         else:
             self.client = _embedded_client()
+        pool = self.client.connection_pool
+        # Single reads skip redis-py's per-command machinery (see _direct), on
+        # the tier's own client only: a client passed in may carry a cache, a
+        # pool of another kind, hooks its owner relies on.
+        self._direct: DirectReads | None = (
+            DirectReads(pool) if url is not None and type(pool) is redis.ConnectionPool
+            and getattr(pool, "cache", None) is None else None
+        )
         self._url = _redact(url) if url else None
         self._closed = False
         self._url_raw = url
@@ -305,26 +320,32 @@ class RedisTier:
     def get_many(self, keys: Sequence[str], now: float) -> list[Hit | Undecodable | None]:
         # The hot path of an L2 hit: one command, no plan machinery.
         rkeys = [k if len(k) <= MAX_KEY_LENGTH else hash_long_key(k) for k in keys]
-        client = self.client
         if len(rkeys) == 1:
-            return self._opened([self._read(client.get, rkeys[0])])
-        return self._opened(self._read(client.mget, rkeys))
+            return self._opened([self._read("GET", rkeys[0])])
+        return self._opened(self._read("MGET", *rkeys))
 
     def get_one(self, key: str) -> Hit | Undecodable | None:
         """One key, one GET: ``Namespace.get``'s direct path after an L1 miss."""
-        raw = self._read(self.client.get, key if len(key) <= MAX_KEY_LENGTH else hash_long_key(key))
+        raw = self._read("GET", key if len(key) <= MAX_KEY_LENGTH else hash_long_key(key))
         return None if raw is None else _open(raw, self._wall_clock() * 1000.0)
 
-    def _read(self, command: Callable[[Any], Any], arg: Any) -> Any:
-        """One read command with ``_errors``' translation and breaker inlined.
+    def _read(self, *command: Any) -> Any:
+        """One read command (GET or MGET) with ``_errors``' translation and breaker inlined.
 
         A context manager costs about a microsecond, which an L2 hit measured
-        against a raw GET cannot spare.
+        against a raw GET cannot spare. The command goes through
+        ``DirectReads`` when the tier has one, else the client.
         """
         if self._open_until:
             self._gate("GET")
+        direct = self._direct
         try:
-            result = command(arg)
+            if direct is not None:
+                result = direct(*command)
+            elif command[0] == "GET":
+                result = self.client.get(command[1])  # the client's own methods: its cache
+            else:  # may want ``keys=``, as redis-py passes them
+                result = self.client.mget(command[1:])
         except (redis.TimeoutError, redis.ConnectionError) as exc:
             self._failed()
             raise TierUnavailable(f"Redis GET failed: {exc}") from exc
@@ -670,6 +691,8 @@ class RedisTier:
             return
         self._closed = True
         try:
+            if self._direct is not None:
+                self._direct.close()
             self.client.close()
         except redis.RedisError:  # closing a broken connection: nothing to save
             pass
