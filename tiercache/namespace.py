@@ -53,6 +53,7 @@ class Namespace(ReadPath):
         nxt = 1 if self._l1_lookup is not None else 0
         tier = self._tiers[nxt] if nxt < len(self._tiers) else None
         self._direct = tier if tier is not None and hasattr(tier, "get_one") else None
+        self._l1_fill: _Fill | None = _set_one(self._tiers[0]) if nxt else None
         # A copying namespace answers every read with a fresh object; the
         # plain hot path stays free of the check.
         if config.copy:
@@ -154,18 +155,18 @@ class Namespace(ReadPath):
             value = MISSING
         else:
             try:
-                value = self.decode(raw, tier_key)
+                value = self.decode(raw, tier_key) if self._bound else self._serializer.loads(raw)
             except SerializationError as exc:
                 self._undecodable(t, tier_key, str(exc))
                 stats.misses += 1
                 return NOTHING
         stats.hits += 1
-        if before is not None and generation(tier_key) == before:
+        fill = self._l1_fill
+        if fill is not None and generation(tier_key) == before:
             # Backfill L1, fenced: insert, then drop it if a change raced us.
-            l1 = self._tiers[0]
-            l1.set_many([(tier_key, value, self._fill_ttl(0, remaining), len(raw))], self._clock())
+            fill(tier_key, value, self._fill_ttl(0, remaining), len(raw), self._clock())
             if generation(tier_key) != before:
-                l1.delete_many((tier_key,))
+                self._tiers[0].delete_many((tier_key,))
         return value
 
     def _get_copy(self, key: Key, default: Any = None) -> Any:
