@@ -306,7 +306,7 @@ class MemoryTier:
             lock.release()
 
     def set_one(self, key: str, value: Any, ttl: float | None, size: int, now: float) -> None:
-        """``set_many`` of one entry, without building the list: a namespace's single-key ``set``."""
+        """``set_many`` of one entry, without building the list (a namespace's single-key fills)."""
         if self.ttl is not None and (ttl is None or ttl > self.ttl):
             ttl = self.ttl
         maxbytes = self.maxbytes
