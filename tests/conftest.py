@@ -8,8 +8,9 @@ can never pass by skipping them.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,31 @@ def prefix(request: pytest.FixtureRequest) -> Iterator[str]:
                 client.unlink(*keys)
         finally:
             client.close()
+
+
+@pytest.fixture
+def in_threads() -> Callable[[Callable[[int], object], int], None]:
+    """``in_threads(work, n)``: ``work(0)`` .. ``work(n - 1)`` in n threads released together.
+
+    Bounded: the threads must all have ended within 60 s. What ``work``
+    finds wrong it records for the test to assert on.
+    """
+
+    def run(work: Callable[[int], object], n: int) -> None:
+        start = threading.Barrier(n, timeout=30)
+
+        def body(i: int) -> None:
+            start.wait()
+            work(i)
+
+        threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
+
+    return run
 
 
 TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"

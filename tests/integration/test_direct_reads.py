@@ -11,7 +11,6 @@ leaves no connection open. Faults that need a server of the test's own
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -80,26 +79,21 @@ def test_a_client_passed_in_is_used_as_it_is(redis_url: str, prefix: str) -> Non
         tier.close()
 
 
-def test_threads_each_get_their_own_answers(tier: tc.RedisTier, prefix: str) -> None:
+def test_threads_each_get_their_own_answers(
+    tier: tc.RedisTier, prefix: str, in_threads: Any
+) -> None:
     """16 threads x 300 reads of their own key: no answer crosses to another thread."""
     keys = {n: f"{prefix}:t{n}" for n in range(16)}
     put(tier, {key: b"\x01%d" % n for n, key in keys.items()})
     wrong: list[tuple[int, Any]] = []
-    start = threading.Barrier(16, timeout=30)
 
     def reader(n: int) -> None:
-        start.wait()
         for _ in range(300):
             got = tier.get_one(keys[n])
             if got != (b"\x01%d" % n, None):
                 wrong.append((n, got))
 
-    threads = [threading.Thread(target=reader, args=(n,)) for n in keys]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
+    in_threads(reader, 16)
     assert wrong == []
     assert tier._direct is not None and 1 <= len(tier._direct._idle) <= MAX_IDLE
 
@@ -119,23 +113,12 @@ def test_a_connection_killed_while_idle_is_replaced_without_a_failed_read(
 
 
 def test_close_disconnects_the_idle_connections(
-    redis_url: str, redis_client: Any, prefix: str
+    redis_url: str, redis_client: Any, prefix: str, in_threads: Any
 ) -> None:
     """After ``close()`` the server no longer lists any of the tier's direct connections."""
     tier = tc.RedisTier(redis_url)
     put(tier, {f"{prefix}:a": b"\x01one"})
-    barrier = threading.Barrier(4, timeout=30)
-
-    def read() -> None:
-        barrier.wait()
-        for _ in range(50):
-            tier.get_one(f"{prefix}:a")
-
-    threads = [threading.Thread(target=read) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    in_threads(lambda _: [tier.get_one(f"{prefix}:a") for _ in range(50)], 4)  # a few idle
     addrs = direct_addrs(tier)
     assert addrs and addrs <= set(server_clients(redis_client))
     tier.close()

@@ -912,23 +912,15 @@ def test_a_read_that_timed_out_never_answers_a_later_one(server: RedisServer, pr
         tier.close()
 
 
-def test_reads_after_a_restart_need_no_failed_read_first(server: RedisServer, prefix: str) -> None:
+def test_reads_after_a_restart_need_no_failed_read_first(
+    server: RedisServer, prefix: str, in_threads: Any
+) -> None:
     """kill -9 and a restart on the same port: idle connections are dead; reads answer at once."""
     tier = tc.RedisTier(server.url)
     try:
         tier.set_many([(f"{prefix}:ns:a", b"\x01one", None, 0)], 0.0)
-        barrier = threading.Barrier(4, timeout=30)
-
-        def read() -> None:  # several idle connections, all of which the restart kills
-            barrier.wait()
-            for _ in range(50):
-                tier.get_one(f"{prefix}:ns:a")
-
-        threads = [threading.Thread(target=read) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        # Several idle connections, all of which the restart kills.
+        in_threads(lambda _: [tier.get_one(f"{prefix}:ns:a") for _ in range(50)], 4)
         assert tier._direct is not None and len(tier._direct._idle) >= 1
         server.kill9()
         server.start()

@@ -280,27 +280,18 @@ def test_nested_ext_values_pack_as_packb_would() -> None:
     assert same(MsgpackSerializer().loads(data), value)
 
 
-def test_packers_are_not_shared_between_threads() -> None:
+def test_packers_are_not_shared_between_threads(in_threads: Any) -> None:
     """Threads packing at once each get their own bytes (8 threads x 2,000 values, bounded)."""
-    import threading
-
     ser = MsgpackSerializer()
     wrong: list[tuple[int, int]] = []
-    start = threading.Barrier(8, timeout=30)
 
     def worker(n: int) -> None:
-        start.wait()
         for i in range(2_000):
             value = {"thread": n, "i": i, "pad": "x" * (i % 300), "t": (n, i)}
             if ser.loads(ser.dumps(value)) != value:
                 wrong.append((n, i))
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
+    in_threads(worker, 8)
     assert wrong == []
 
 
