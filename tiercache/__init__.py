@@ -30,10 +30,10 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "AsyncCache",
-    "AsyncNamespace",
     "MISSING",
     "TTL",
+    "AsyncCache",
+    "AsyncNamespace",
     "Cache",
     "CapacityError",
     "ConfigurationError",

@@ -31,7 +31,7 @@ _Fills = list[list[tuple[int, Any, bytes | None, float | None]]]
 class _Leases:
     """This read's leases on Redis keys: the token, the keys held, the keys served by others."""
 
-    __slots__ = ("token", "held", "served", "skip")
+    __slots__ = ("held", "served", "skip", "token")
 
     def __init__(self) -> None:
         self.token = ""

@@ -27,7 +27,7 @@ from .serialization import MsgpackSerializer
 if TYPE_CHECKING:
     from .namespace import Namespace
 
-__all__ = ["call_key", "cached_function"]
+__all__ = ["cached_function", "call_key"]
 
 log = logging.getLogger("tiercache")
 
@@ -351,7 +351,7 @@ class _CachedMethod:
 class _BoundCached:
     """``obj.method`` of a cached method: calls, invalidates and refreshes for ``obj``."""
 
-    __slots__ = ("_wrapper", "_obj")
+    __slots__ = ("_obj", "_wrapper")
 
     def __init__(self, wrapper: Callable[..., Any], obj: Any) -> None:
         self._wrapper = wrapper

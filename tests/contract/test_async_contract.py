@@ -15,11 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from test_policy_contract import INVALIDATIONS, STACKS, WRITES  # tests/contract is on sys.path
 
 from tiercache import AsyncCache, Cache, MemoryTier, RedisTier, Tier
 from tiercache.testing.policy_contract import PolicyContract
-
-from test_policy_contract import INVALIDATIONS, STACKS, WRITES  # tests/contract is on sys.path
 
 
 class _Loop:

@@ -26,7 +26,14 @@ from typing import Any
 
 from .._plan import Plan, run
 from .._types import MISSING, Key, seconds
-from ..errors import CapacityError, ConfigurationError, SerializationError, StoreError, TiercacheError, TierError
+from ..errors import (
+    CapacityError,
+    ConfigurationError,
+    SerializationError,
+    StoreError,
+    TiercacheError,
+    TierError,
+)
 from ..keys import decode_key, encode_key
 from ..scheduler import Handle, Scheduler
 from ..stats import RateLimitedLog

@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, Dict, Tuple, TypeVar
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -51,7 +51,7 @@ from ._direct import DirectReads
 from ._lua import SCRIPTS as _SCRIPTS
 
 T = TypeVar("T")
-_Command = Tuple[str, str, Tuple[Any, ...], Dict[str, Any]]
+_Command = tuple[str, str, tuple[Any, ...], dict[str, Any]]
 """``(kind, name, args, kwargs)``: kind "call" (a client method), "script", or "pipe"."""
 _Commands = Generator[_Command, Any, T]
 
