@@ -376,6 +376,20 @@ class NamespaceCore:
         else:
             self._fence.bump_all()
 
+    def announcement(self, t: int, tier_keys: Sequence[str]) -> tuple[str, bytes, int] | None:
+        """The Target protocol's: the bus entry for tier ``t``'s script, if the bus is on it."""
+        bus = self._bus
+        if bus is None or not self.config.invalidation.broadcast:
+            return None
+        if getattr(self._base_tiers[t], "client", None) is not bus.client:
+            return None  # the bus's stream is on another server
+        entry: tuple[str, bytes, int] = bus.entry(self.name, "keys", list(tier_keys))
+        return entry
+
+    def announced(self) -> None:
+        if self._bus is not None:
+            self._bus.announced()
+
     def _publish(self, kind: str, tier_keys: Sequence[str]) -> Plan[None]:
         if self._bus is None or not self.config.invalidation.broadcast:
             return

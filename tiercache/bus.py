@@ -135,6 +135,19 @@ class Bus:
         except redis.RedisError:
             pass
 
+    def entry(self, namespace: str, kind: str, keys: Sequence[str]) -> tuple[str, bytes, int]:
+        """``(stream, message, maxlen)``: what ``publish`` would add, for a write script to add.
+
+        A script that adds it in the same step as its write announces the
+        change atomically with it (see ``RedisTier.journal_put``); it calls
+        ``announced()`` after, for the count.
+        """
+        return self.stream, _encode(self.origin, namespace, kind, keys)["m"], self._maxlen
+
+    def announced(self) -> None:
+        """Count an entry that a write script added (see ``entry``)."""
+        self.published += 1
+
     def publish(self, namespace: str, kind: str, keys: Sequence[str]) -> None:
         """Announce an invalidation to every other process (one XADD).
 

@@ -353,7 +353,10 @@ class Namespace(ReadPath):
                     self.tier_stats[t].sets += len(entries)
                 if raced:
                     yield from self._tier_call(t, "delete_many", (raced,))
-        yield from self._publish("keys", batch.tier_keys)
+        if batch.announced:
+            self.announced()
+        else:
+            yield from self._publish("keys", batch.tier_keys)
 
     def _prepare(self, items: Mapping[Key, Any]) -> WriteBatch:
         if not isinstance(items, Mapping):

@@ -33,6 +33,9 @@ class WriteBatch:
     data: Sequence[bytes]
     now: float
     local_tiers: list[int] | None = None
+    #: Set by a policy whose tier write also told the other processes (the
+    #: bus entry added in the same script): the namespace then does not.
+    announced: bool = False
 
     def items(self) -> dict[Key, Any]:
         """``{key: value}`` as a store takes it."""
@@ -87,6 +90,16 @@ class Target(Protocol):
 
     def erase(self, keys: Sequence[Key]) -> Plan[None]:
         """Delete the keys from the store."""
+        ...
+
+    def announcement(self, t: int, tier_keys: Sequence[str]) -> tuple[str, bytes, int] | None:
+        """The bus entry announcing a change of ``tier_keys``, for tier ``t``'s write script
+        to add in the same atomic step; ``None`` when nothing is to be announced, or not
+        through tier ``t``. A policy that has it added sets ``batch.announced``."""
+        ...
+
+    def announced(self) -> None:
+        """Count an announcement that a tier script made (see ``announcement``)."""
         ...
 
 

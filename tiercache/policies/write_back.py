@@ -207,12 +207,18 @@ class WriteBack:
                     state.seq += 1
                     state.local[field_] = b"%d|" % state.seq + payload
             return True
+        announce = None
         if batch is not None:
             entries = target.entries(batch, state.journal_index)
+            # The bus entry goes in the same script: the change and its
+            # announcement to other processes land together or not at all.
+            announce = target.announcement(state.journal_index, batch.tier_keys)
         else:
             entries = [(f"{target.key_prefix}{f}", b"", None, 0) for f in fields]
-        journal_args = (target.journal_key, target.journal_key + ":seq",
-                        list(zip(fields, payloads)), entries, self.max_pending)
+        journal_args: tuple[Any, ...] = (target.journal_key, target.journal_key + ":seq",
+                                         list(zip(fields, payloads)), entries, self.max_pending)
+        if announce is not None:
+            journal_args += (announce,)
         # The namespace's current face of the journal tier: under Versioned
         # it stamps each copy with a new per-key version (see _versioned.py).
         journal = target.tiers[state.journal_index]
@@ -231,6 +237,8 @@ class WriteBack:
             _warn("journal", "%s: write-back journal unreachable, writing through: %s",
                   target.name, exc)
             return False
+        if batch is not None and announce is not None:
+            batch.announced = True
         return True
 
     # -- reads --------------------------------------------------------------

@@ -77,11 +77,14 @@ return filled
 # number that orders writers) and sets the cached copy, atomically, so the
 # journal and the cache can never disagree on which write came last.
 _JOURNAL_PUT = _KEY_VERSIONS + """
-local limit = tonumber(ARGV[#ARGV])
-local n = (#ARGV - 1) / 4
+-- ARGV: 4 per entry, then the limit, then (announcing) the bus entry and the
+-- stream's maxlen; KEYS then end with the bus stream.
+local announce = (#ARGV - 1) % 4 == 2
+local n = (#ARGV - (announce and 3 or 1)) / 4
+local limit = tonumber(ARGV[4 * n + 1])
 -- Under Versioned, KEYS ends with each key's version key: a copy set here
 -- takes a new version, atomically with its journal entry.
-local versioned = #KEYS > 2 + 2 * n
+local versioned = #KEYS - (announce and 1 or 0) > 2 + 2 * n
 if redis.call('HLEN', KEYS[1]) + n > limit then
   local new = 0
   for i = 1, n do
@@ -104,6 +107,10 @@ for i = 1, n do
     end
     put(KEYS[2+i], blob, px)
   end
+end
+if announce then
+  -- Other processes hear of the change in the same atomic step that makes it.
+  redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[4*n+3], '*', 'm', ARGV[4*n+2])
 end
 return n
 """

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import UNDECODABLE, Hit, TierEntry, Undecodable
-from .redis import RedisTier, _Commands, _lease_key, _version_key
+from .redis import Announcement, RedisTier, _Commands, _lease_key, _version_key
 
 _rkey = RedisTier._rkey
 
@@ -131,16 +131,20 @@ class KeyVersions:
         return int(filled)
 
     def journal_put(self, journal: str, seq_key: str, records: Sequence[tuple[str, bytes]],
-                    entries: Sequence[TierEntry], limit: int) -> bool:
+                    entries: Sequence[TierEntry], limit: int,
+                    announce: Announcement | None = None) -> bool:
         return self._tier._run(
-            self._tier._journal_put(journal, seq_key, records, entries, limit, _VERSIONED),
+            self._tier._journal_put(journal, seq_key, records, entries, limit, _VERSIONED,
+                                    announce),
             "journal write",
         )
 
     async def ajournal_put(self, journal: str, seq_key: str, records: Sequence[tuple[str, bytes]],
-                           entries: Sequence[TierEntry], limit: int) -> bool:
+                           entries: Sequence[TierEntry], limit: int,
+                           announce: Announcement | None = None) -> bool:
         return await self._tier._arun(
-            self._tier._journal_put(journal, seq_key, records, entries, limit, _VERSIONED),
+            self._tier._journal_put(journal, seq_key, records, entries, limit, _VERSIONED,
+                                    announce),
             "journal write",
         )
 

@@ -51,6 +51,8 @@ from ._direct import DirectReads
 from ._lua import SCRIPTS as _SCRIPTS
 
 T = TypeVar("T")
+Announcement = tuple[str, bytes, int]
+"""A bus entry a write script adds to its stream: ``(stream, message, maxlen)``."""
 _Command = tuple[str, str, tuple[Any, ...], dict[str, Any]]
 """``(kind, name, args, kwargs)``: kind "call" (a client method), "script", or "pipe"."""
 _Commands = Generator[_Command, Any, T]
@@ -455,16 +457,19 @@ class RedisTier:
         records: Sequence[tuple[str, bytes]],
         entries: Sequence[TierEntry],
         limit: int,
+        announce: Announcement | None = None,
     ) -> bool:
         """Record pending writes and set their cached copies in one atomic step.
 
         ``records`` are ``(field, payload)`` pairs for the journal hash;
         ``entries`` the matching cache entries (same order; an entry with
-        empty data, a delete, sets nothing). Returns False, writing nothing,
-        when the journal would hold more than ``limit`` keys.
+        empty data, a delete, sets nothing). ``announce``, a bus entry
+        ``(stream, message, maxlen)``, is added to its stream in the same
+        step. Returns False, writing nothing, when the journal would hold
+        more than ``limit`` keys.
         """
-        return self._run(self._journal_put(journal, seq_key, records, entries, limit),
-                         "journal write")
+        return self._run(self._journal_put(journal, seq_key, records, entries, limit,
+                                           announce=announce), "journal write")
 
     async def ajournal_put(
         self,
@@ -473,9 +478,11 @@ class RedisTier:
         records: Sequence[tuple[str, bytes]],
         entries: Sequence[TierEntry],
         limit: int,
+        announce: Announcement | None = None,
     ) -> bool:
         return await self._arun(
-            self._journal_put(journal, seq_key, records, entries, limit), "journal write"
+            self._journal_put(journal, seq_key, records, entries, limit, announce=announce),
+            "journal write",
         )
 
     def _journal_put(
@@ -486,6 +493,7 @@ class RedisTier:
         entries: Sequence[TierEntry],
         limit: int,
         kind: bytes = _ENVELOPE_V1,
+        announce: Announcement | None = None,
     ) -> _Commands[bool]:
         keys = [journal, seq_key]
         args: list[Any] = []
@@ -498,7 +506,12 @@ class RedisTier:
         keys += [_lease_key(k) for k in copies]
         if kind != _ENVELOPE_V1:  # versioned copies: their version keys follow
             keys += [_version_key(k) for k in copies]
-        done = yield ("script", "put", tuple(keys), {"args": [*args, limit]})
+        args.append(limit)
+        if announce is not None:
+            stream, message, maxlen = announce
+            keys.append(stream)
+            args += [message, maxlen]
+        done = yield ("script", "put", tuple(keys), {"args": args})
         return int(done) >= 0
 
     def journal_get(self, journal: str, fields: Sequence[str]) -> list[bytes | None]:
