@@ -929,3 +929,37 @@ def test_reads_after_a_restart_need_no_failed_read_first(
         assert tier._failures == 0 and tier.breaker_opened == 0
     finally:
         tier.close()
+
+
+def test_a_read_in_flight_during_close_leaves_no_connection_open(
+    server: RedisServer, prefix: str
+) -> None:
+    """close() while a read waits on a paused server: that connection is closed when it ends."""
+    tier = tc.RedisTier(server.url, timeout=2.0)
+    admin = server.admin()
+    try:
+        tier.set_many([(f"{prefix}:ns:a", b"\x01one", None, 0)], 0.0)
+        assert tier.get_one(f"{prefix}:ns:a") == (b"\x01one", None)
+        admin.execute_command("CLIENT", "PAUSE", 500, "ALL")
+        answers: list[Any] = []
+        reader = threading.Thread(target=lambda: answers.append(tier.get_one(f"{prefix}:ns:a")))
+        reader.start()
+        time.sleep(0.2)  # the read is waiting for the paused server
+        tier.close()
+        reader.join(timeout=10)
+        assert not reader.is_alive()
+        assert answers == [(b"\x01one", None)]
+        assert tier._direct is not None and tier._direct._idle == []
+        # A read after close() answers, and keeps nothing open either.
+        assert tier.get_one(f"{prefix}:ns:a") == (b"\x01one", None)
+        assert tier._direct._idle == []
+        deadline = time.monotonic() + 5.0
+        for _ in range(500):  # bounded: the server sees closed sockets within a moment
+            clients = admin.client_list(_type="normal")
+            if len(clients) == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        assert len(clients) == 1, clients  # only the admin connection is left
+    finally:
+        admin.close()
+        tier.close()

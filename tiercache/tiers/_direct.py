@@ -48,6 +48,7 @@ class DirectReads:
         self._connect = functools.partial(pool.connection_class, **pool.connection_kwargs)
         # list.pop and list.append are atomic: each connection serves one thread at a time.
         self._idle: list[Any] = []
+        self._closed = False
         _all.add(self)
 
     def __call__(self, *args: Any) -> Any:
@@ -64,16 +65,34 @@ class DirectReads:
                 # Perhaps closed while idle (a restart, CLIENT KILL): once more, on a new one.
                 conn = self._connect()
             else:
-                _keep(idle, conn)
+                self._keep(conn)
                 return reply
         reply = _ask(conn, args)
-        _keep(idle, conn)
+        self._keep(conn)
         return reply
 
     def close(self) -> None:
-        """Disconnect the idle connections; a later read connects anew, as redis-py's pool does."""
+        """Disconnect the idle connections, and each one in use when its read ends.
+
+        A read after ``close()`` still answers, on a connection made for it
+        and disconnected after it.
+        """
+        self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
+            conn.disconnect()
+
+    def _keep(self, conn: Any) -> None:
+        idle = self._idle
+        if self._closed or len(idle) >= MAX_IDLE:
+            conn.disconnect()
+            return
+        idle.append(conn)
+        if self._closed:  # close() ran meanwhile, perhaps after emptying this list
+            try:
+                idle.remove(conn)
+            except ValueError:
+                return  # close() has it (disconnecting twice is harmless)
             conn.disconnect()
 
     def _forget(self) -> None:
@@ -88,13 +107,6 @@ def _ask(conn: Any, args: tuple[Any, ...]) -> Any:
     except BaseException:
         conn.disconnect()
         raise
-
-
-def _keep(idle: list[Any], conn: Any) -> None:
-    if len(idle) < MAX_IDLE:
-        idle.append(conn)
-    else:
-        conn.disconnect()
 
 
 def _after_fork_in_child() -> None:
