@@ -232,25 +232,18 @@ def test_write_back_over_in_process_tiers_takes_the_fast_path() -> None:
             twin.close()
 
 
-@pytest.mark.parametrize("write", [tc.WriteThrough(), tc.WriteAround()])
+class CustomWriteBack(tc.WriteBack):
+    """A subclass of WriteBack: it may write differently, so it keeps the general plan."""
+
+
+@pytest.mark.parametrize(
+    "write",
+    [tc.WriteThrough(), tc.WriteAround(), CustomWriteBack(flush_interval=3600)],
+    ids=["write-through", "write-around", "write-back-subclass"],
+)
 def test_other_policies_take_the_general_path(write: Any) -> None:
-    """WriteThrough and WriteAround keep the general plan."""
+    """WriteThrough, WriteAround and a WriteBack subclass keep the general plan."""
     twin = Twin(FAST, write=write)
-    try:
-        assert not takes_fast_path(twin.ns)
-        twin.set("k", 1)
-        assert twin.general_plans == 1
-    finally:
-        twin.close()
-
-
-def test_a_write_back_subclass_takes_the_general_path() -> None:
-    """A subclass of WriteBack may write differently: it keeps the general plan."""
-
-    class Custom(tc.WriteBack):
-        pass
-
-    twin = Twin(FAST, write=Custom(flush_interval=3600))
     try:
         assert not takes_fast_path(twin.ns)
         twin.set("k", 1)
