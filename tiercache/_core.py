@@ -386,10 +386,6 @@ class NamespaceCore:
         entry: tuple[str, bytes, int] = bus.entry(self.name, "keys", list(tier_keys))
         return entry
 
-    def announced(self) -> None:
-        if self._bus is not None:
-            self._bus.announced()
-
     def _publish(self, kind: str, tier_keys: Sequence[str]) -> Plan[None]:
         if self._bus is None or not self.config.invalidation.broadcast:
             return

@@ -353,8 +353,8 @@ class Namespace(ReadPath):
                     self.tier_stats[t].sets += len(entries)
                 if raced:
                     yield from self._tier_call(t, "delete_many", (raced,))
-        if batch.announced:
-            self.announced()
+        if batch.announced:  # the policy's tier script added the bus entry
+            self._bus.announced()
         else:
             yield from self._publish("keys", batch.tier_keys)
 

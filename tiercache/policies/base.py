@@ -98,10 +98,6 @@ class Target(Protocol):
         through tier ``t``. A policy that has it added sets ``batch.announced``."""
         ...
 
-    def announced(self) -> None:
-        """Count an announcement that a tier script made (see ``announcement``)."""
-        ...
-
 
 @runtime_checkable
 class WritePolicy(Protocol):
