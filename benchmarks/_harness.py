@@ -195,26 +195,13 @@ def compare(
         warmup: iterations each side runs untimed first (default: ``calls``).
         before_round: called (untimed) before each round, for both sides.
     """
-    counts = {ours: calls, baseline: calls if baseline_calls is None else baseline_calls}
-    for loop in (ours, baseline):
-        loop(warmup if warmup is not None else counts[loop])
-    out_ours: list[float] = []
-    out_base: list[float] = []
-    for r in range(rounds):
-        if before_round is not None:
-            before_round()
-        order = ((ours, out_ours), (baseline, out_base))
-        if r % 2:
-            order = order[::-1]
-        for loop, out in order:
-            gc.collect()
-            gc.disable()
-            try:
-                elapsed = loop(counts[loop])
-            finally:
-                gc.enable()
-            out.append(elapsed / (counts[loop] * per_loop))
-    return Comparison(out_ours, out_base)
+    # Two loops round-robin: the side that goes first alternates.
+    out = interleave_n(
+        {"ours": ours, "baseline": baseline},
+        calls={"ours": calls, "baseline": calls if baseline_calls is None else baseline_calls},
+        rounds=rounds, per_loop=per_loop, warmup=warmup, before_round=before_round,
+    )
+    return Comparison(out["ours"], out["baseline"])
 
 
 def interleave(
@@ -230,14 +217,26 @@ def interleave(
 
 
 def interleave_n(
-    loops: dict[str, Callable[[int], int]], *, calls: dict[str, int], rounds: int, per_loop: int = 1
+    loops: dict[str, Callable[[int], int]],
+    *,
+    calls: dict[str, int],
+    rounds: int,
+    per_loop: int = 1,
+    warmup: int | None = None,
+    before_round: Callable[[], None] | None = None,
 ) -> dict[str, list[float]]:
-    """``interleave``, each loop running its own number of calls per round."""
+    """``interleave``, each loop running its own number of calls per round.
+
+    ``warmup``: iterations each loop runs untimed first (default: its
+    ``calls``); ``before_round`` is called, untimed, before each round.
+    """
     names = list(loops)
     for name in names:
-        loops[name](calls[name])
+        loops[name](warmup if warmup is not None else calls[name])
     out: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
+        if before_round is not None:
+            before_round()
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             gc.collect()
