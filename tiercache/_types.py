@@ -11,7 +11,7 @@ from typing import Union
 
 from .errors import ConfigurationError
 
-__all__ = ["MISSING", "TTL", "Clock", "Key", "Missing", "monotonic", "seconds"]
+__all__ = ["MAX_TTL", "MISSING", "TTL", "Clock", "Key", "Missing", "monotonic", "seconds"]
 
 
 class Missing(enum.Enum):
@@ -42,12 +42,22 @@ Clock = Callable[[], float]
 
 monotonic: Clock = time.monotonic
 
+MAX_TTL = 100 * 365 * 86_400.0
+"""The longest time tiercache accepts (100 years): ``None`` means "no expiry".
+
+Longer ones cannot work: Redis refuses an expiry past about 9.2e15 s
+(milliseconds since the epoch must fit 63 bits), and the stored-value
+envelope packs the expiry in 64 bits. So they are refused when given, not
+when the first write fails.
+"""
+
 
 def seconds(ttl: TTL | None, what: str = "ttl") -> float | None:
     """Normalise a TTL to seconds; ``None`` stays ``None``.
 
     Raises:
-        ConfigurationError: the TTL is negative, zero, infinite, NaN or not a number.
+        ConfigurationError: the TTL is negative, zero, longer than :data:`MAX_TTL`,
+            infinite, NaN or not a number.
     """
     if ttl is None:
         return None
@@ -59,4 +69,9 @@ def seconds(ttl: TTL | None, what: str = "ttl") -> float | None:
         raise ConfigurationError(f"{what} must be seconds or a timedelta, not {ttl!r}")
     if not 0 < value < math.inf:  # NaN fails too
         raise ConfigurationError(f"{what} must be a positive, finite time, got {ttl!r}")
+    if value > MAX_TTL:
+        raise ConfigurationError(
+            f"{what} must be at most {MAX_TTL:.0f} s (100 years), got {ttl!r};"
+            " pass None for no expiry"
+        )
     return value
