@@ -53,9 +53,11 @@ def test_a_refused_ttl_writes_nothing(redis_url: str, prefix: str) -> None:
     """A namespace refused for its TTL leaves no key in Redis."""
     import redis
 
-    with tc.Cache(tiers=[tc.MemoryTier(), tc.RedisTier(redis_url)], prefix=prefix) as cache:
-        with pytest.raises(tc.ConfigurationError):
-            cache.namespace("n", ttl=1e17)
+    with (
+        tc.Cache(tiers=[tc.MemoryTier(), tc.RedisTier(redis_url)], prefix=prefix) as cache,
+        pytest.raises(tc.ConfigurationError),
+    ):
+        cache.namespace("n", ttl=1e17)
     client = redis.Redis.from_url(redis_url)
     try:
         assert list(client.scan_iter(match=f"{prefix}:*")) == []
