@@ -1,0 +1,121 @@
+"""L1 hits with the Prometheus and OpenTelemetry exporters attached, against the same cache without.
+
+Bar (issue 16): ``ns.get`` served by L1 on a cache registered with
+``contrib.prometheus.register`` and ``contrib.otel.instrument`` costs at most
+1.05x the same call on an identical cache with neither. Both exporters read
+``stats()`` when scraped or collected, so the bar checks that nothing was
+added to the hit path; a scrape and a collection run (untimed) before every
+round, so the exporters are live, not just attached. The time of one scrape
+is reported beside it for context.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import tiercache as tc
+
+from ._harness import Context, Row, compare, make_loop, seed, timed_row
+
+__all__ = ["run"]
+
+MAXSIZE = 10_000
+TTL = 300.0
+ENTRIES = 1_000
+VALUE = {"name": "Ada", "n": list(range(10))}
+UNROLL = 10
+
+
+def run(ctx: Context) -> list[Row]:
+    try:
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        from tiercache.contrib.prometheus import register
+    except ImportError as exc:
+        return [Row("l1_hit_with_metrics", None, None, None, 1.05, None,
+                    f"SKIP: {exc} (pip install 'tiercache[prometheus]')")]
+    caches = [_cache(ctx, "plain"), _cache(ctx, "observed")]
+    try:
+        plain, observed = caches
+        registry = CollectorRegistry()
+        register(observed, registry)
+        collect, otel_note = _otel(observed)
+
+        def scrape() -> None:
+            generate_latest(registry)
+            collect()
+
+        return _run(ctx, plain, observed, scrape, lambda: generate_latest(registry), otel_note)
+    finally:
+        for cache in caches:
+            cache.close()
+
+
+def _cache(ctx: Context, name: str) -> tc.Cache:
+    """L1 over Redis (the real server when it answers), as bench_l1 has it."""
+    redis_tier = tc.RedisTier(ctx.redis_url) if ctx.redis_ok else tc.RedisTier.embedded()
+    return tc.Cache(tiers=[tc.MemoryTier(maxsize=MAXSIZE, ttl=TTL), redis_tier],
+                    prefix=f"{ctx.prefix}.{name}")
+
+
+def _otel(cache: tc.Cache) -> tuple[Any, str]:
+    """``instrument(cache)`` on a meter provider of its own; its collect, and a note."""
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        from tiercache.contrib.otel import instrument
+    except ImportError as exc:
+        return (lambda: None), f"OpenTelemetry not measured: {exc}"
+    reader = InMemoryMetricReader()
+    instrument(cache, meter_provider=MeterProvider(metric_readers=[reader]))
+    return reader.get_metrics_data, "Prometheus collector and OTel instruments attached"
+
+
+def _run(ctx: Context, plain: tc.Cache, observed: tc.Cache, scrape: Any, expose: Any,
+         otel_note: str) -> list[Row]:
+    keys = [f"user:{i}" for i in range(ENTRIES)]
+    namespaces = []
+    for cache in (plain, observed):
+        ns = cache.namespace("l1")
+        seed(ns, cache.tiers[1], {k: VALUE for k in keys})
+        assert len(ns.get_many(keys)) == ENTRIES, "every key must be readable before timing"
+        namespaces.append(ns)
+    key = keys[ENTRIES // 2]
+    rounds = ctx.scale(15, 5)
+    calls = ctx.scale(10_000, 1_000)
+    ours = make_loop("get(key)", {"get": namespaces[1].get, "key": key}, UNROLL)
+    base = make_loop("get(key)", {"get": namespaces[0].get, "key": key}, UNROLL)
+    for ns in namespaces:
+        ns.get(key)  # sits in L1 (a bus gap may have dropped it)
+    before = [_counts(ns) for ns in namespaces]
+    result = compare(ours, base, calls=calls, rounds=rounds, per_loop=UNROLL, before_round=scrape)
+    after = [_counts(ns) for ns in namespaces]
+    expected = (calls + rounds * calls) * UNROLL  # warm-up + timed rounds
+    served = [a[0] - b[0] for a, b in zip(after, before)]
+    below = sum(a[1] - b[1] for a, b in zip(after, before))
+    valid = served == [expected, expected] and below == 0
+    check = f"L1 served {served[1]}/{expected} observed and {served[0]}/{expected} plain calls" + (
+        "" if valid else ", some reached L2 or below: NOT a pure L1 measurement"
+    )
+    rows = [timed_row("l1_hit_with_metrics", result, bar=1.05,
+                      ours_label="ns.get(str key), metrics attached",
+                      baseline_label="ns.get(str key), no metrics",
+                      notes=f"{otel_note}; a scrape before each round; {check}", valid=valid)]
+    scrapes = ctx.scale(200, 20)
+    started = time.perf_counter_ns()
+    for _ in range(scrapes):
+        expose()
+    per_scrape = round((time.perf_counter_ns() - started) / scrapes / 1_000, 1)
+    rows.append(Row("metrics_scrape", per_scrape, None, None, None, None,
+                    f"context, no bar: generate_latest() of 1 namespace, 2 tiers, "
+                    f"{scrapes} scrapes; the hit path does not pay it",
+                    ours_label="µs per Prometheus scrape"))
+    return rows
+
+
+def _counts(ns: tc.Namespace) -> tuple[int, int]:
+    """(L1 hits, requests that went past L1)."""
+    l1 = ns.tier_stats[0]
+    return l1.hits, l1.misses
