@@ -83,8 +83,10 @@ def _run(ctx: Context, plain: tc.Cache, observed: tc.Cache, scrape: Any, expose:
         assert len(ns.get_many(keys)) == ENTRIES, "every key must be readable before timing"
         namespaces.append(ns)
     key = keys[ENTRIES // 2]
-    rounds = ctx.scale(15, 5)
-    calls = ctx.scale(10_000, 1_000)
+    # Many short rounds: two near-equal paths on a noisy machine are told
+    # apart better when a slow spell lands on both sides of a round alike.
+    rounds = ctx.scale(41, 5)
+    calls = ctx.scale(4_000, 1_000)
     ours = make_loop("get(key)", {"get": namespaces[1].get, "key": key}, UNROLL)
     base = make_loop("get(key)", {"get": namespaces[0].get, "key": key}, UNROLL)
     for ns in namespaces:
