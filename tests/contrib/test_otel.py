@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
+import re
+import sys
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -223,3 +226,11 @@ def test_a_cache_gone_is_no_longer_reported(
     assert gone() is None
     points, _ = collect(reader)
     assert all(not series for series in points.values())
+
+
+def test_without_opentelemetry_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing the module without opentelemetry-api fails with the pip install hint."""
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # None: "not importable"
+    monkeypatch.delitem(sys.modules, "tiercache.contrib.otel")
+    with pytest.raises(ImportError, match=re.escape("pip install 'tiercache[otel]'")):
+        importlib.import_module("tiercache.contrib.otel")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import re
+import sys
 from typing import Any
 
 import pytest
@@ -171,3 +174,13 @@ def test_register_twice_on_one_registry_is_refused(cache: tc.Cache) -> None:
         register(cache, registry)
     registry.unregister(collector)
     register(cache, registry)
+
+
+def test_without_prometheus_client_the_error_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Importing the module without prometheus-client fails with the pip install hint."""
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # None: "not importable"
+    monkeypatch.delitem(sys.modules, "tiercache.contrib.prometheus")
+    with pytest.raises(ImportError, match=re.escape("pip install 'tiercache[prometheus]'")):
+        importlib.import_module("tiercache.contrib.prometheus")
