@@ -228,6 +228,51 @@ def test_a_cache_gone_is_no_longer_reported(
     assert all(not series for series in points.values())
 
 
+def test_caches_on_one_provider_are_all_reported(
+    redis_url: str, prefix: str, reader: InMemoryMetricReader, meter_provider: Any
+) -> None:
+    """Several caches on one provider: each namespace reported, a shared name summed, one cache twice counted once."""
+    made = [tc.Cache(tiers=[tc.MemoryTier(), tc.RedisTier(redis_url, timeout=1.0)],
+                     prefix=f"{prefix}{i}") for i in range(2)]
+    try:
+        first, second = made
+        for cache, namespace, misses in ((first, "users", 2), (second, "users", 3),
+                                         (second, "orders", 1)):
+            ns = cache.namespace(namespace)
+            for i in range(misses):
+                ns.get(f"k{i}")
+        instrument(first, meter_provider=meter_provider)
+        instrument(second, meter_provider=meter_provider)
+        instrument(second, meter_provider=meter_provider)
+        points, _ = collect(reader)
+    finally:
+        for cache in made:
+            cache.close()
+    assert point(points, "tiercache.requests", namespace="users", layer="L1:memory",
+                 result="miss") == 5
+    assert point(points, "tiercache.requests", namespace="orders", layer="L1:memory",
+                 result="miss") == 1
+    assert point(points, "tiercache.tier.info", layer="L1:memory", **{"tier.kind": "MemoryTier"}) == 1
+
+
+def test_a_new_cache_is_reported_after_the_old_one_is_gone(
+    redis_url: str, prefix: str, reader: InMemoryMetricReader, meter_provider: Any
+) -> None:
+    """A cache instrumented on a provider whose first cache was closed and dropped is reported."""
+    old = tc.Cache(tiers=[tc.MemoryTier()], prefix=f"{prefix}old")
+    instrument(old, meter_provider=meter_provider)
+    old.close()
+    del old
+    gc.collect()
+    with tc.Cache(tiers=[tc.MemoryTier(), tc.RedisTier(redis_url, timeout=1.0)],
+                  prefix=prefix) as new:
+        new.namespace("fresh").get("k")
+        instrument(new, meter_provider=meter_provider)
+        points, _ = collect(reader)
+    assert point(points, "tiercache.requests", namespace="fresh", layer="L1:memory",
+                 result="miss") == 1
+
+
 def test_without_opentelemetry_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     """Importing the module without opentelemetry-api fails with the pip install hint."""
     monkeypatch.setitem(sys.modules, "opentelemetry", None)  # None: "not importable"

@@ -96,7 +96,13 @@ def instrument(
     Nothing is added to the hit path: at each collection the instruments'
     callbacks read one ``cache.stats()`` snapshot. Works for ``Cache`` and
     ``AsyncCache``. The instruments hold the cache weakly: once it is
-    garbage, they report nothing.
+    garbage, they report nothing of it.
+
+    Every cache instrumented on one meter provider is reported by one set
+    of instruments (the SDK keeps the first instrument of a name and ignores
+    the callbacks of later ones): series with the same attributes (the same
+    namespace name in two caches) add up, and take the larger value for the
+    duration quantiles. Instrumenting a cache twice reports it once.
 
     Spans need the engine to call a hook around store loads, flushes and
     fills; ``Instrumentation.span_hook`` is that hook, ready for when it does.
@@ -108,56 +114,94 @@ def instrument(
             one by default.
 
     Returns:
-        The instruments created and the span hook.
+        The instruments reporting the cache and the span hook.
     """
-    meter = metrics.get_meter("tiercache", __version__, meter_provider=meter_provider)
-    snapshot = _Snapshot(weakref.ref(cache))
+    provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
+    with _OBSERVED_LOCK:
+        observed = _OBSERVED.get(provider)
+        if observed is None:
+            observed = _OBSERVED[provider] = _Observed()
+            observed.instruments = _instruments(provider, observed)
+        observed.add(cache)
+    return Instrumentation(observed.instruments, span_hook(tracer_provider))
+
+
+def _instruments(provider: MeterProvider, observed: _Observed) -> tuple[Asynchronous, ...]:
+    meter = metrics.get_meter("tiercache", __version__, meter_provider=provider)
     create = {
         "counter": meter.create_observable_counter,
         "updown": meter.create_observable_up_down_counter,
         "gauge": meter.create_observable_gauge,
     }
-    instruments: list[Asynchronous] = []
-    for metric in METRICS:
-        instruments.append(create[metric.kind](
+    return tuple(
+        create[metric.kind](
             metric.otel,
-            callbacks=[_callback(snapshot, metric)],
+            callbacks=[_callback(observed, metric)],
             unit=metric.unit,
             description=metric.help,
-        ))
-    return Instrumentation(tuple(instruments), span_hook(tracer_provider))
+        )
+        for metric in METRICS
+    )
 
 
-class _Snapshot:
-    """One ``stats()`` per collection, shared by every instrument's callback.
+class _Observed:
+    """The caches one provider's instruments report, and one snapshot of them per collection.
 
     A collection calls each callback once, in an order the API does not
     promise; so a callback that finds its own metric already read from the
     current snapshot knows a new collection began, and takes a fresh one.
     """
 
-    def __init__(self, cache: Callable[[], StatsSource | None]) -> None:
-        self._cache = cache
+    def __init__(self) -> None:
+        self.instruments: tuple[Asynchronous, ...] = ()
+        self._caches: weakref.WeakSet[StatsSource] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._readings: dict[str, list[Reading]] | None = None
         self._read: set[str] = set()
 
+    def add(self, cache: StatsSource) -> None:
+        with self._lock:
+            self._caches.add(cache)
+
     def take(self, key: str) -> list[Reading]:
         with self._lock:
             if self._readings is None or key in self._read:
-                cache = self._cache()
-                self._readings = {} if cache is None else read(cache.stats())
+                self._readings = _merged([read(cache.stats()) for cache in list(self._caches)])
                 self._read = set()
             self._read.add(key)
             return self._readings.get(key, [])
 
 
+_OBSERVED: weakref.WeakKeyDictionary[MeterProvider, _Observed] = weakref.WeakKeyDictionary()
+"""Per meter provider, what its tiercache instruments report (weakly: a provider
+shut down and dropped takes its entry with it)."""
+_OBSERVED_LOCK = threading.Lock()
+
+
+def _merged(snapshots: list[dict[str, list[Reading]]]) -> dict[str, list[Reading]]:
+    """One snapshot of several caches: equal series add up (gauges: the larger)."""
+    if len(snapshots) == 1:
+        return snapshots[0]
+    out: dict[str, list[Reading]] = {}
+    for metric in METRICS:
+        series: dict[frozenset[tuple[str, str]], Reading] = {}
+        for readings in snapshots:
+            for labels, value in readings.get(metric.key, []):
+                where = frozenset(labels.items())
+                if where in series:
+                    old = series[where][1]
+                    value = max(old, value) if metric.kind == "gauge" else old + value
+                series[where] = (labels, value)
+        out[metric.key] = list(series.values())
+    return out
+
+
 def _callback(
-    snapshot: _Snapshot, metric: Metric
+    observed: _Observed, metric: Metric
 ) -> Callable[[CallbackOptions], Iterable[Observation]]:
     def observe(_options: CallbackOptions) -> Iterable[Observation]:
         return [
-            Observation(value, _attributes(labels)) for labels, value in snapshot.take(metric.key)
+            Observation(value, _attributes(labels)) for labels, value in observed.take(metric.key)
         ]
 
     return observe
