@@ -46,6 +46,10 @@ class SpanHook(Protocol):
     uninstrumented cache pays one ``is None`` test per operation.
     """
 
+    # Declared here until the engine calls it; the engine cannot import this
+    # module without opentelemetry, so its own copy of this Protocol belongs
+    # in the engine then, and hooks made here fit it structurally.
+
     def __call__(
         self, operation: str, namespace: str, layer: str, keys: int
     ) -> AbstractContextManager[object]: ...
