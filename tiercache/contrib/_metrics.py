@@ -53,7 +53,8 @@ METRICS: tuple[Metric, ...] = (
            "Entries deleted from a layer."),
     Metric("operations", "tiercache_layer_duration_seconds", "tiercache.layer.operations",
            "counter", "{operation}", _LAYER,
-           "Timed calls to a layer: tier reads (one per batch) and store load/save calls."),
+           "Timed calls to a layer: tier reads, one per round trip (a single-key L1 "
+           "hit is not timed), and store load/save calls."),
     Metric("operation_time", "tiercache_layer_duration_seconds",
            "tiercache.layer.operation.time", "counter", "s", _LAYER,
            "Total seconds spent in the timed calls to a layer."),

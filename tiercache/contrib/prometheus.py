@@ -105,8 +105,9 @@ def _summary(readings: dict[str, list[Reading]]) -> SummaryMetricFamily:
     """
     family = SummaryMetricFamily(
         _SUMMARY,
-        "Duration of a layer's timed calls: tier reads (one per batch) and store "
-        "load/save calls; quantiles over the most recent 2,048.",
+        "Duration of a layer's timed calls: tier reads, one per round trip (a "
+        "single-key L1 hit is not timed), and store load/save calls; quantiles "
+        "over the most recent 2,048.",
         labels=("namespace", "layer"),
     )
     totals = {(labels["namespace"], labels["layer"]): value
