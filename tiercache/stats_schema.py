@@ -6,23 +6,28 @@ from typing import TypedDict
 
 __all__ = [
     "CacheStats",
-    "LatencyStats",
-    "LayerStats",
+    "LatencySnapshot",
+    "LayerSnapshot",
     "NamespaceStats",
     "TierInfo",
     "WriteBackStats",
 ]
+
+# LayerSnapshot and LatencySnapshot are what stats.LayerStats.snapshot() and
+# stats.Latency.snapshot() return: named apart from those counter classes.
 
 # The TypedDicts use ``total=False`` bases rather than ``NotRequired`` because
 # the package supports Python 3.10, where ``typing.NotRequired`` does not exist
 # and typing_extensions is not a dependency.
 
 
-class LatencyStats(TypedDict):
-    """Timed calls of one layer: each batch round trip counts once, whatever its size.
+class LatencySnapshot(TypedDict):
+    """Timed calls of one layer: each round trip counts once, whatever its batch size.
 
-    Microseconds; the quantiles come from the most recent 2,048 calls
-    (``tiercache.stats.LATENCY_WINDOW``). ``None`` while nothing was timed.
+    Tiers: reads (a single-key L1 hit is not timed). Store: ``load_many``
+    and ``save_many`` calls alike. Microseconds; the quantiles come from
+    the most recent 2,048 calls (``tiercache.stats.LATENCY_WINDOW``).
+    ``None`` while nothing was timed.
     """
 
     count: int
@@ -31,7 +36,7 @@ class LatencyStats(TypedDict):
     p99_us: float | None
 
 
-class LayerStats(TypedDict):
+class LayerSnapshot(TypedDict):
     """What one namespace saw at one layer: a tier, or its store.
 
     ``requests``, ``hits`` and ``misses`` count keys, not calls. ``errors``
@@ -47,7 +52,7 @@ class LayerStats(TypedDict):
     deletes: int
     errors: int
     undecodable: int
-    latency: LatencyStats
+    latency: LatencySnapshot
 
 
 class WriteBackStats(TypedDict):
@@ -60,8 +65,8 @@ class WriteBackStats(TypedDict):
 
 
 class _NamespaceStatsRequired(TypedDict):
-    tiers: dict[str, LayerStats]
-    store: LayerStats | None
+    tiers: dict[str, LayerSnapshot]
+    store: LayerSnapshot | None
     bus_errors: int
     purges_pending: int
     purges_replayed: int
