@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tiercache import workloads
+from tiercache.bench import workloads
 from tiercache.tiers.memory import DEFAULT_ADMISSION, MemoryTier
 
 from ._harness import Context, Row, compare, make_loop, timed_row
