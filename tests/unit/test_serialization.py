@@ -25,6 +25,8 @@ from tiercache.serialization import (
     JSONSerializer,
     MsgpackSerializer,
     PickleSerializer,
+    Signing,
+    signing_context,
 )
 
 HMAC_KEY = b"0123456789abcdef-test-key"
@@ -525,3 +527,63 @@ def test_pickle_repr_does_not_reveal_the_key() -> None:
         assert "super-secret" not in text
         assert key.hex() not in text
         assert repr(key) not in text
+
+
+# -- signed pickle: the identity a value is bound to ---------------------------------
+
+
+def test_signed_value_of_one_prefix_is_refused_under_another(planted: Any) -> None:
+    """Two tenants (prefixes) sharing one HMAC key refuse each other's values, unread."""
+    payload, marker = planted
+    ser = PickleSerializer(hmac_key=HMAC_KEY)
+    tenant_a = signing_context("tenant-a", "users", "s:42")
+    tenant_b = signing_context("tenant-b", "users", "s:42")
+    assert ser.loads_for(ser.dumps_for({"id": 42}, tenant_a), tenant_a) == {"id": 42}
+    EXECUTED.clear()
+    with pytest.raises(SerializationError, match="signature"):
+        ser.loads_for(ser.dumps_for(payload, tenant_a), tenant_b)
+    assert EXECUTED == [] and not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "other",
+    [("p", "users", "s:43"), ("p", "orders", "s:42"), ("q", "users", "s:42")],
+    ids=["key", "namespace", "prefix"],
+)
+def test_signed_value_is_bound_to_every_part_of_its_identity(other: tuple[str, str, str]) -> None:
+    """Changing the key, the namespace or the prefix alone makes the signature fail."""
+    ser = PickleSerializer(hmac_key=HMAC_KEY)
+    data = ser.dumps_for("v", signing_context("p", "users", "s:42"))
+    with pytest.raises(SerializationError):
+        ser.loads_for(data, signing_context(*other))
+
+
+@pytest.mark.parametrize(
+    ("one", "two"),
+    [(("a:b", "c", "d"), ("a", "b:c", "d")),
+     (("a", "b", "c:d"), ("a", "b:c", "d")),
+     (("ab", "", "c"), ("a", "b", "c")),
+     (("a\x00\x00\x00\x01b", "c", "d"), ("a", "b", "c\x00\x00\x00\x01d"))],
+)
+def test_signing_contexts_of_different_identities_differ(
+    one: tuple[str, str, str], two: tuple[str, str, str]
+) -> None:
+    """No two (prefix, namespace, key) triples share a context, whatever they hold."""
+    assert signing_context(*one) != signing_context(*two)
+
+
+def test_values_signed_for_the_bare_namespace_and_key_are_refused() -> None:
+    """A value signed for 'namespace:key' (tiercache 0.1's context) is refused for its entry."""
+    ser = PickleSerializer(hmac_key=HMAC_KEY)
+    old = ser.dumps_for("v", b"users:s:42")
+    with pytest.raises(SerializationError):
+        ser.loads_for(old, signing_context("p", "users", "s:42"))
+    with pytest.raises(SerializationError):  # nor is a value signed for no context at all
+        ser.loads_for(ser.dumps("v"), signing_context("p", "users", "s:42"))
+
+
+def test_pickle_serializer_has_the_signing_capability() -> None:
+    """PickleSerializer is Signing; the unsigned formats are not."""
+    assert isinstance(PickleSerializer(hmac_key=HMAC_KEY), Signing)
+    assert not isinstance(MsgpackSerializer(), Signing)
+    assert not isinstance(JSONSerializer(), Signing)
