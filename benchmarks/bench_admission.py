@@ -294,7 +294,8 @@ def hit_path(ctx: Context) -> list[Row]:
                   ours_label="MemoryTier(tinylfu).lookup", baseline_label="MemoryTier(lru).lookup",
                   notes="resident key; read buffer full between writes (its steady state)"),
         timed_row("l1_admission_hit_path_recorded", recorded, bar=HIT_PATH_BAR,
-                  ours_label="tinylfu lookup + list.clear", baseline_label="lru lookup + list.clear",
+                  ours_label="tinylfu lookup + list.clear",
+                  baseline_label="lru lookup + list.clear",
                   notes="every hit appended to the read buffer (the buffer emptied after each)"),
     ]
 

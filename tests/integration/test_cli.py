@@ -109,7 +109,8 @@ def test_trace_workload_runs(name: str) -> None:
 def test_loop_trace_defeats_lru_l1_but_not_the_optimum() -> None:
     """The LIRS loop (1,011 keys round and round) gives an LRU of 1,000 entries no hit at all."""
     path = trace_path("lirs_loop.trace.gz")
-    report = bench_json("--workload", f"trace:{path}", "--requests", "4000", "--l1-admission", "lru")
+    report = bench_json("--workload", f"trace:{path}", "--requests", "4000",
+                        "--l1-admission", "lru")
     assert report["layers"]["L1"]["hits"] == 0
     assert report["reference"]["lru_hit_ratio"] == 0.0
     assert report["reference"]["belady_hit_ratio"] > 0.5

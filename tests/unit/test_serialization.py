@@ -37,13 +37,16 @@ def same(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+        if math.isnan(a):
+            return math.isnan(b)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
     if isinstance(a, Decimal):
         return str(a) == str(b)
     if isinstance(a, dt.datetime):
-        return a == b and a.utcoffset() == b.utcoffset() and (a.tzinfo is None) == (b.tzinfo is None)
+        same_kind = (a.tzinfo is None) == (b.tzinfo is None)
+        return a == b and a.utcoffset() == b.utcoffset() and same_kind
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         if len(a) != len(b):
             return False
@@ -185,7 +188,9 @@ def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(
         st.lists(inner, max_size=4),
         st.lists(inner, max_size=4).map(tuple),
-        st.dictionaries(st.one_of(_hashables, st.tuples(_hashables, _hashables)), inner, max_size=4),
+        st.dictionaries(
+            st.one_of(_hashables, st.tuples(_hashables, _hashables)), inner, max_size=4
+        ),
     )
 
 
@@ -249,7 +254,9 @@ def test_msgpack_refuses_unsupported_values(value: Any) -> None:
         MsgpackSerializer().dumps(value)
 
 
-@pytest.mark.parametrize("value", [bytearray(b"ab"), memoryview(b"ab")], ids=["bytearray", "memoryview"])
+@pytest.mark.parametrize(
+    "value", [bytearray(b"ab"), memoryview(b"ab")], ids=["bytearray", "memoryview"]
+)
 def test_bytes_like_values_are_refused_or_keep_their_type(value: Any) -> None:
     """bytearray/memoryview are refused, or come back as the same type (never silently as bytes)."""
     ser = MsgpackSerializer()
@@ -392,7 +399,8 @@ def test_json_tuples_come_back_as_lists() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [float("nan"), float("inf"), {1, 2}, b"x", object(), dt.date(2020, 1, 1), Decimal("1.5")],
+    "value",
+    [float("nan"), float("inf"), {1, 2}, b"x", object(), dt.date(2020, 1, 1), Decimal("1.5")],
     ids=repr,
 )
 def test_json_refuses_what_it_cannot_encode(value: Any) -> None:
@@ -402,8 +410,9 @@ def test_json_refuses_what_it_cannot_encode(value: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [b"", bytes([FORMAT_JSON]), bytes([FORMAT_JSON]) + b"{", bytes([FORMAT_JSON]) + b"\xff\xfe",
-             b'{"a": 1}'],
+    "data",
+    [b"", bytes([FORMAT_JSON]), bytes([FORMAT_JSON]) + b"{", bytes([FORMAT_JSON]) + b"\xff\xfe",
+     b'{"a": 1}'],
     ids=["empty", "header only", "truncated", "bad utf-8", "no format byte"],
 )
 def test_json_loads_refuses_garbage(data: bytes) -> None:
@@ -466,7 +475,7 @@ def test_pickle_has_no_keyless_default() -> None:
 
 
 def test_the_planted_payload_is_live_when_correctly_signed(planted: Any) -> None:
-    """Control: the payload really executes when the signature is right (so refusals mean something)."""
+    """Control: the payload really runs when the signature is right (so refusals mean something)."""
     payload, marker = planted
     ser = PickleSerializer(hmac_key=HMAC_KEY)
     assert ser.loads(ser.dumps(payload)) == "pwned"
@@ -476,13 +485,14 @@ def test_the_planted_payload_is_live_when_correctly_signed(planted: Any) -> None
 def _forged(payload: Any) -> dict[str, bytes]:
     raw = pickle.dumps(payload)
     header = bytes([FORMAT_PICKLE])
+    ours = PickleSerializer(hmac_key=HMAC_KEY)
+    other = PickleSerializer(hmac_key=b"another-key-of-16+bytes")
     return {
         "no signature": header + raw,
         "zero signature": header + b"\x00" * 32 + raw,
-        "signed with another key": PickleSerializer(hmac_key=b"another-key-of-16+bytes").dumps(payload),
+        "signed with another key": other.dumps(payload),
         "truncated signature": header + b"\x01" * 5,
-        "good signature, payload swapped": PickleSerializer(hmac_key=HMAC_KEY).dumps("harmless")[:33]
-        + raw,
+        "good signature, payload swapped": ours.dumps("harmless")[:33] + raw,
     }
 
 

@@ -485,14 +485,16 @@ def test_function_store_prefers_the_batch_functions() -> None:
 
 def test_function_store_load_many_must_return_a_mapping() -> None:
     """A load_many= returning something other than a mapping is a StoreError."""
-    bad: Any = lambda keys: [1, 2]
+    def bad(keys: Any) -> Any:
+        return [1, 2]
+
     with pytest.raises(StoreError, match="mapping"):
         FunctionStore(load_many=bad).load_many(["k"])
 
 
 def test_function_store_treats_missing_entries_as_absent() -> None:
     """load_many entries whose value is MISSING are left out of the result."""
-    store = FunctionStore(load_many=lambda keys: {key: MISSING for key in keys})
+    store = FunctionStore(load_many=lambda keys: dict.fromkeys(keys, MISSING))
     assert store.load_many(["k"]) == {}
     assert store.load("k") is MISSING
 

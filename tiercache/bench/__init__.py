@@ -1,1 +1,1 @@
-"""``tiercache bench``: the command, its report and the workloads it runs (``cli``, ``report``, ``workloads``)."""
+"""``tiercache bench``: the command (``cli``), its report and the workloads it runs."""
