@@ -597,3 +597,28 @@ def test_pickle_serializer_has_the_signing_capability() -> None:
     assert isinstance(PickleSerializer(hmac_key=HMAC_KEY), Signing)
     assert not isinstance(MsgpackSerializer(), Signing)
     assert not isinstance(JSONSerializer(), Signing)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 item 13: the engine still signs for namespace:key; "
+    "it must pass signing_context(prefix, namespace, key)",
+)
+def test_tenants_sharing_an_hmac_key_refuse_each_others_values(
+    redis_url: str, redis_client: Any, prefix: str
+) -> None:
+    """A value signed under one cache prefix, copied under another's, is a counted miss."""
+    tenant_a, tenant_b = f"{prefix}a", f"{prefix}b"
+    with tc.Cache(tiers=[tc.RedisTier(redis_url)], prefix=tenant_a, bus=False) as a, \
+            tc.Cache(tiers=[tc.RedisTier(redis_url)], prefix=tenant_b, bus=False) as b:
+        ns_a = a.namespace("users", serializer=PickleSerializer(hmac_key=HMAC_KEY))
+        ns_b = b.namespace("users", serializer=PickleSerializer(hmac_key=HMAC_KEY))
+        try:
+            ns_a.set("42", {"role": "admin"})
+            raw = redis_client.get(ns_a.tier_key("42"))
+            assert raw is not None
+            redis_client.set(ns_b.tier_key("42"), raw)
+            assert ns_b.get("42", default="absent") == "absent"
+            assert ns_b.stats()["tiers"]["L1:redis"]["undecodable"] == 1
+        finally:
+            redis_client.delete(ns_a.tier_key("42"), ns_b.tier_key("42"))
