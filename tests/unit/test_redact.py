@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+import tiercache as tc
 from tiercache._redact import redact, redact_repr
+from tiercache.errors import ConfigurationError
 
 
 @pytest.mark.parametrize(
@@ -49,3 +51,23 @@ def test_urls_without_a_password_are_unchanged(url: str) -> None:
 def test_redact_repr_masks_str_and_bytes(value: object, shown: str) -> None:
     """redact_repr shows any option as repr, a str or bytes URL without its password."""
     assert redact_repr(value) == shown
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tiers/redis.py keeps a _redact of its own that shows bytes URLs and passwords "
+    "holding '/'; the lead switches it to tiercache._redact (redact, redact_repr)",
+)
+@pytest.mark.parametrize(
+    "url", [b"redis://u:pw-3e1a@127.0.0.1:1/0", "redis://u:pw/3e1a@127.0.0.1:1/0"]
+)
+def test_redis_tier_shows_urls_by_the_shared_rule(url: object) -> None:
+    """RedisTier's errors and repr hide these passwords too (the part after '/' included)."""
+    try:
+        tier = tc.RedisTier(url, timeout=0.1)  # type: ignore[arg-type]
+    except ConfigurationError as exc:
+        text = str(exc)
+    else:
+        text = repr(tier)
+        tier.close()
+    assert "3e1a" not in text
