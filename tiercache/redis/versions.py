@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import UNDECODABLE, Hit, TierEntry, Undecodable
-from .redis import Announcement, RedisTier, _Commands, _lease_key, _version_key
+from ..tiers.base import UNDECODABLE, Hit, TierEntry, Undecodable
+from .tier import Announcement, RedisTier, _Commands, _lease_key, _version_key
 
 _rkey = RedisTier._rkey
 
