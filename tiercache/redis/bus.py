@@ -1,15 +1,4 @@
-"""Cross-process invalidation over a Redis stream, with gap detection and a heartbeat.
-
-Pub/sub loses what is published while a subscriber reconnects, and says
-nothing about it (redis-py re-subscribes silently). A stream does not: each
-process reads from the last entry id it saw, so a dropped or killed
-connection resumes where it stopped. What a stream can still lose (entries
-trimmed past ``maxlen``, a Redis restarted empty) shows as the last seen id
-being gone, and the listener then reports a gap: the cache drops the L1
-copies it may no longer trust. A heartbeat that each process writes and
-reads back proves the whole path works; while it is overdue the cache is
-told the bus is unhealthy.
-"""
+"""The invalidation bus: cross-process invalidations over a Redis stream, with gap detection."""
 
 from __future__ import annotations
 
@@ -22,11 +11,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
-import redis
 
-from ..errors import TierError, TierUnavailable
+from ..errors import TierUnavailable
+from .connection import REDIS_ERRORS, tier_error
 
-__all__ = ["Bus", "Message"]
+__all__ = ["STREAM_MAXLEN", "Bus", "Message"]
 
 log = logging.getLogger("tiercache.bus")
 
@@ -34,11 +23,29 @@ STREAM_MAXLEN = 100_000
 """Approximate number of entries the stream keeps; older ones are trimmed."""
 
 Message = tuple[str, str, list[str]]
-"""``(namespace, kind, tier keys)``; kind is ``"keys"`` or ``"all"``."""
+"""What ``on_message`` receives: ``(namespace, kind, keys)``.
+
+Kinds: ``"keys"`` (these tier keys changed), ``"all"`` (the whole
+namespace), ``"version"`` (a Versioned namespace's new version, the one
+key). On the stream each entry also names its origin, so a bus ignores
+its own; ``"hb"`` (heartbeat) and ``"wake"`` (stop) entries never reach
+``on_message``.
+"""
 
 
 class Bus:
     """Publishes invalidations to, and applies them from, one Redis stream.
+
+    Pub/sub loses what is published while a subscriber reconnects, and says
+    nothing about it (redis-py re-subscribes silently). A stream does not:
+    the listener reads from the last entry id it saw, so a dropped or killed
+    connection resumes where it stopped. What a stream can still lose
+    (entries trimmed past ``maxlen``, a Redis restarted empty) shows as the
+    last seen id being gone, and the listener then reports a gap: the cache
+    drops the L1 copies it may no longer trust. A heartbeat that the bus
+    writes and reads back proves the whole path works; while it is overdue
+    the bus reports itself unhealthy. A cache with no L1 publishes without
+    starting the listener.
 
     Args:
         client: the client used to publish (a cache tier's).
@@ -49,15 +56,18 @@ class Bus:
             invalidation published by another bus.
         on_gap: called with a reason when invalidations may have been missed
             (reconnect after a lost stream position, trimmed entries, a
-            heartbeat overdue); the cache drops its L1 copies.
+            heartbeat overdue, or back after being overdue); the cache drops
+            its L1 copies.
         on_tick: called after each successful read of the stream (Redis
             answers): the cache replays purges that failed while it did not.
-        available: False while the tier's circuit breaker is open: publish
-            then fails at once instead of waiting for a timeout.
+        available: returns False while the tier's circuit breaker is open:
+            publish then fails at once instead of waiting for a timeout.
         heartbeat: seconds between heartbeats.
         max_silence: seconds without seeing our own heartbeat before the bus
             calls ``on_gap`` and reports itself unhealthy.
         block: seconds one blocking read waits for new entries.
+        maxlen: entries the stream keeps, about (older ones are trimmed).
+        clock: monotonic seconds, for the heartbeat's timing.
     """
 
     def __init__(
@@ -111,7 +121,7 @@ class Bus:
         try:
             newest = self.client.xrevrange(self.stream, count=1)
             self._last_id = newest[0][0] if newest else b"0-0"
-        except redis.RedisError as exc:  # the listener will retry and report the gap
+        except REDIS_ERRORS as exc:  # the listener will retry and report the gap
             log.warning("invalidation bus could not read %s: %s", self.stream, exc)
         self._last_beat_seen = self._clock()
         self._thread = threading.Thread(
@@ -127,20 +137,20 @@ class Bus:
             try:
                 self.client.xadd(self.stream, _encode(self.origin, "", "wake", ()),
                                  maxlen=self._maxlen, approximate=True)
-            except redis.RedisError:
+            except REDIS_ERRORS:
                 pass  # the read ends by its own timeout
             thread.join(timeout)
         try:
             self._listen.close()
-        except redis.RedisError:
+        except REDIS_ERRORS:
             pass
 
     def entry(self, namespace: str, kind: str, keys: Sequence[str]) -> tuple[str, bytes, int]:
         """``(stream, message, maxlen)``: what ``publish`` would add, for a write script to add.
 
         A script that adds it in the same step as its write announces the
-        change atomically with it (see ``RedisTier.journal_put``); it calls
-        ``announced()`` after, for the count.
+        change atomically with it (see ``RedisTier.journal_put``); whoever
+        ran the script then calls ``announced()``, so ``published`` counts it.
         """
         return self.stream, _encode(self.origin, namespace, kind, keys)["m"], self._maxlen
 
@@ -152,7 +162,8 @@ class Bus:
         """Announce an invalidation to every other process (one XADD).
 
         Raises:
-            TierUnavailable: Redis did not answer (the namespace degrades).
+            TierUnavailable: Redis did not answer, or the tier's breaker is
+                open (the namespace remembers the change and degrades).
             TierError: Redis refused the entry.
         """
         if not self._available():
@@ -160,10 +171,8 @@ class Bus:
         try:
             self.client.xadd(self.stream, _encode(self.origin, namespace, kind, keys),
                              maxlen=self._maxlen, approximate=True)
-        except (redis.TimeoutError, redis.ConnectionError) as exc:
-            raise TierUnavailable(f"invalidation bus publish failed: {exc}") from exc
-        except redis.RedisError as exc:
-            raise TierError(f"invalidation bus publish failed: {exc}") from exc
+        except REDIS_ERRORS as exc:
+            raise tier_error(exc, "invalidation bus publish") from exc
         self.published += 1
 
     # -- the listener -------------------------------------------------------
@@ -185,7 +194,7 @@ class Bus:
                         self._apply(fields)
                 self._check_health()
                 self._on_tick()
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 failures += 1
                 if failures == 1:
                     log.warning("invalidation bus lost its connection: %s", exc)

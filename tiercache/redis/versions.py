@@ -1,23 +1,24 @@
-"""A RedisTier as a Versioned namespace uses it: every copy carries its key's version."""
+"""Per-key versions: a RedisTier as a Versioned namespace uses it, every copy carrying its version."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..tiers.base import UNDECODABLE, Hit, TierEntry, Undecodable
-from .tier import Announcement, RedisTier, _Commands, _lease_key, _version_key
+from .._engine.ops import Plan, perform
+from ..tiers.base import Hit, TierEntry, Undecodable
+from . import scripts
+from .commands import MGet, RunScript, Send
+from .envelope import VERSIONED, open_versioned, open_versioned_pairs
+from .names import lease_key, redis_key, version_key
 
-_rkey = RedisTier._rkey
+if TYPE_CHECKING:  # the tier makes this view (keyed_versions); only its type is needed here
+    from .tier import Announcement, RedisTier
 
 __all__ = ["DELETED_VERSION_TTL", "KeyVersions"]
 
 DELETED_VERSION_TTL = 86_400.0
 """Seconds the version key of a deleted or invalidated key lives on (the copy is gone)."""
-
-_VERSIONED = b"V"  # envelope kind: the plain header, then 16 ASCII digits of version
-_HEADER = 9  # kind byte and expiry, as in every envelope (see redis._ENVELOPE)
-_STAMPED = _HEADER + 16
 
 
 class KeyVersions:
@@ -51,127 +52,104 @@ class KeyVersions:
     def __repr__(self) -> str:
         return f"KeyVersions({self._tier!r})"
 
-    # -- reads: copy and version in one MGET ----------------------------------
+    # -- reads: copy and version in one MGET ------------------------------------
 
     def get_one(self, key: str) -> Hit | Undecodable | None:
         tier = self._tier
-        rkey = _rkey(key)
-        copy, version = tier._read("MGET", rkey, _version_key(rkey))
-        return _opened(copy, version, tier._wall_clock() * 1000.0)
+        rkey = redis_key(key)
+        copy, version = tier.read("MGET", rkey, version_key(rkey))
+        return open_versioned(copy, version, tier.wall_clock() * 1000.0)
 
     def get_many(self, keys: Sequence[str], now: float) -> list[Hit | Undecodable | None]:
         tier = self._tier
-        raws = tier._read("MGET", *_pairs(keys))
-        return _opened_all(raws, tier._wall_clock() * 1000.0)
+        raws = tier.read("MGET", *_pairs(keys))
+        return open_versioned_pairs(raws, tier.wall_clock() * 1000.0)
 
     async def aget_many(self, keys: Sequence[str], now: float) -> list[Hit | Undecodable | None]:
         tier = self._tier
-        with tier._errors("GET"):
-            raws = await tier.aclient.mget(_pairs(keys))
-        return _opened_all(raws, tier._wall_clock() * 1000.0)
+        raws = await tier.aexecute(perform(Send(tier.connection, MGet(_pairs(keys)))), "GET")
+        return open_versioned_pairs(raws, tier.wall_clock() * 1000.0)
 
-    # -- writes: a new version, with the copy, in one script -------------------
+    # -- writes: a new version, with the copy, in one script ----------------------
 
     def set_many(self, entries: Sequence[TierEntry], now: float) -> None:
-        self._tier._run(self._set_many(entries), "SET")
+        if entries:
+            self._tier.execute(self._set_many(entries), "SET")
 
     async def aset_many(self, entries: Sequence[TierEntry], now: float) -> None:
-        await self._tier._arun(self._set_many(entries), "SET")
+        if entries:
+            await self._tier.aexecute(self._set_many(entries), "SET")
 
-    def _set_many(self, entries: Sequence[TierEntry]) -> _Commands[None]:
-        if not entries:
-            return
+    def _set_many(self, entries: Sequence[TierEntry]) -> Plan[None]:
         keys: list[str] = []
         args: list[Any] = []
-        for rkey, blob, px in self._tier._sealed(entries, _VERSIONED):
-            keys += [_lease_key(rkey), rkey, _version_key(rkey)]
+        for rkey, blob, px in self._tier.seal(entries, VERSIONED):
+            keys += [lease_key(rkey), rkey, version_key(rkey)]
             args += [blob, px]
-        yield ("script", "vset", tuple(keys), {"args": args})
+        yield RunScript(self._tier.connection, scripts.SET_VERSIONED, keys, args)
 
     def delete_many(self, keys: Sequence[str]) -> None:
-        self._tier._run(self._delete_many(keys), "UNLINK")
+        if keys:
+            self._tier.execute(self._delete_many(keys), "UNLINK")
 
     async def adelete_many(self, keys: Sequence[str]) -> None:
-        await self._tier._arun(self._delete_many(keys), "UNLINK")
+        if keys:
+            await self._tier.aexecute(self._delete_many(keys), "UNLINK")
 
-    def _delete_many(self, keys: Sequence[str]) -> _Commands[None]:
-        if not keys:
-            return
+    def _delete_many(self, keys: Sequence[str]) -> Plan[None]:
+        # An empty copy tells the script to remove it; the new version stays behind.
         px = int(DELETED_VERSION_TTL * 1000)
         triples: list[str] = []
         args: list[Any] = []
         for key in keys:
-            rkey = _rkey(key)
-            triples += [_lease_key(rkey), rkey, _version_key(rkey)]
+            rkey = redis_key(key)
+            triples += [lease_key(rkey), rkey, version_key(rkey)]
             args += [b"", px]
-        yield ("script", "vset", tuple(triples), {"args": args})
+        yield RunScript(self._tier.connection, scripts.SET_VERSIONED, triples, args)
 
     def delete_prefix(self, prefix: str) -> None:
         """The copies under ``prefix``, then their version keys (SCAN in batches, as ever)."""
         self._tier.delete_prefix(prefix)
-        self._tier.delete_prefix(_version_key(prefix))
+        self._tier.delete_prefix(version_key(prefix))
 
     async def adelete_prefix(self, prefix: str) -> None:
         await self._tier.adelete_prefix(prefix)
-        await self._tier.adelete_prefix(_version_key(prefix))
+        await self._tier.adelete_prefix(version_key(prefix))
 
     def fill_leased(self, entries: Sequence[TierEntry], token: str) -> int:
-        return self._tier._run(self._fill_leased(entries, token), "fenced fill")
+        return self._tier.execute(self._fill_leased(entries, token), "fenced fill")
 
     async def afill_leased(self, entries: Sequence[TierEntry], token: str) -> int:
-        return await self._tier._arun(self._fill_leased(entries, token), "fenced fill")
+        return await self._tier.aexecute(self._fill_leased(entries, token), "fenced fill")
 
-    def _fill_leased(self, entries: Sequence[TierEntry], token: str) -> _Commands[int]:
+    def _fill_leased(self, entries: Sequence[TierEntry], token: str) -> Plan[int]:
         keys: list[str] = []
         args: list[Any] = [token]
-        for rkey, blob, px in self._tier._sealed(entries, _VERSIONED):
-            keys += [_lease_key(rkey), rkey, _version_key(rkey)]
+        for rkey, blob, px in self._tier.seal(entries, VERSIONED):
+            keys += [lease_key(rkey), rkey, version_key(rkey)]
             args += [blob, px]
-        filled = yield ("script", "vfill", tuple(keys), {"args": args})
+        filled = yield RunScript(self._tier.connection, scripts.FILL_VERSIONED, keys, args)
         return int(filled)
 
     def journal_put(self, journal: str, seq_key: str, records: Sequence[tuple[str, bytes]],
                     entries: Sequence[TierEntry], limit: int,
                     announce: Announcement | None = None) -> bool:
-        return self._tier._run(
-            self._tier._journal_put(journal, seq_key, records, entries, limit, _VERSIONED,
-                                    announce),
-            "journal write",
-        )
+        plan = self._tier.journal_put_plan(journal, seq_key, records, entries, limit, announce,
+                                           kind=VERSIONED)
+        return self._tier.execute(plan, "journal write")
 
     async def ajournal_put(self, journal: str, seq_key: str, records: Sequence[tuple[str, bytes]],
                            entries: Sequence[TierEntry], limit: int,
                            announce: Announcement | None = None) -> bool:
-        return await self._tier._arun(
-            self._tier._journal_put(journal, seq_key, records, entries, limit, _VERSIONED,
-                                    announce),
-            "journal write",
-        )
+        plan = self._tier.journal_put_plan(journal, seq_key, records, entries, limit, announce,
+                                           kind=VERSIONED)
+        return await self._tier.aexecute(plan, "journal write")
 
 
 def _pairs(keys: Sequence[str]) -> list[str]:
+    """``copy, version key`` for each key, in order: one MGET reads both."""
     out: list[str] = []
     for key in keys:
-        rkey = _rkey(key)
-        out += [rkey, _version_key(rkey)]
+        rkey = redis_key(key)
+        out += [rkey, version_key(rkey)]
     return out
-
-
-def _opened_all(raws: Sequence[bytes | None], now_ms: float) -> list[Hit | Undecodable | None]:
-    return [_opened(raws[i], raws[i + 1], now_ms) for i in range(0, len(raws), 2)]
-
-
-def _opened(copy: bytes | None, version: bytes | None, now_ms: float) -> Hit | Undecodable | None:
-    """A copy's payload and remaining TTL if it carries the key's current version."""
-    if copy is None or version is None:
-        return None  # no copy, or no current version: nothing is reachable
-    if copy[:1] != _VERSIONED or len(copy) < _STAMPED:
-        # A plain envelope holds no version (written before a swap to Versioned): unreachable.
-        return None if copy[:1] == b"T" else UNDECODABLE
-    if copy[_HEADER:_STAMPED] != version:
-        return None  # an older version's copy
-    expires_ms = int.from_bytes(copy[1:_HEADER], "big")
-    if expires_ms == 0:
-        return (copy[_STAMPED:], None)
-    remaining = (expires_ms - now_ms) / 1000.0
-    return (copy[_STAMPED:], remaining) if remaining > 0 else None
