@@ -220,7 +220,7 @@ class Bus:
     def _apply(self, fields: dict[bytes, bytes]) -> None:
         try:
             origin, namespace, kind, keys = msgpack.unpackb(fields[b"m"], raw=False)
-        except Exception:  # another program's entry: not ours to act on
+        except Exception:  # noqa: BLE001 - another program's entry: not ours to act on
             return
         if kind == "hb":
             if origin == self.origin:

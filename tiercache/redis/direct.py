@@ -1,4 +1,4 @@
-"""Direct reads: GET and MGET on connections the tier keeps, outside redis-py's per-command machinery."""
+"""Direct reads: GET and MGET on connections the tier keeps, outside redis-py's machinery."""
 
 from __future__ import annotations
 

@@ -49,7 +49,8 @@ local function version_text(v)
   return string.format('%0{VERSION_DIGITS}d', v)
 end
 local function stamped(blob, v)
-  return string.sub(blob, 1, {HEADER_SIZE}) .. version_text(v) .. string.sub(blob, {HEADER_SIZE + 1})
+  return string.sub(blob, 1, {HEADER_SIZE}) .. version_text(v)
+    .. string.sub(blob, {HEADER_SIZE + 1})
 end
 """
 """The envelope's Lua side, for the scripts: a version's text, and a sealed copy stamped with it.

@@ -7,26 +7,21 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from .._engine.ops import Plan, arun, perform, run
+from .._engine.ops import Plan, arun, run
 from .._types import seconds
 from ..errors import ConfigurationError, TierError
 from ..keys import MAX_KEY_LENGTH, hash_long_key
 from ..tiers.base import Hit, TierEntry, Undecodable
-from . import envelope, scripts
-from .commands import HMGet, HScan, MGet, Pipeline, RunScript, Scan, Send, SetNX, Unlink
+from . import envelope, plans, scripts
 from .connection import DEFAULT_TIMEOUT, REDIS_ERRORS, Breaker, Connection
 from .envelope import PLAIN, open_many, open_one
-from .names import glob_escape, lease_key, redis_key, version_key
+from .names import redis_key
+from .plans import SCAN_BATCH, Announcement
 from .versions import KeyVersions
 
 __all__ = ["DEFAULT_TIMEOUT", "SCAN_BATCH", "Announcement", "RedisTier"]
 
-SCAN_BATCH = 1000
-"""Keys asked for per SCAN step, and unlinked per UNLINK, by ``delete_prefix``."""
-
 T = TypeVar("T")
-Announcement = tuple[str, bytes, int]
-"""A bus entry a write script adds to its stream: ``(stream, message, maxlen)``."""
 
 
 class RedisTier:
@@ -187,7 +182,7 @@ class RedisTier:
         breaker.failures = 0
         return result
 
-    def seal(self, entries: Sequence[TierEntry], kind: bytes = PLAIN) -> list[tuple[str, bytes, int]]:
+    def seal(self, entries: Sequence[TierEntry], kind: bytes = PLAIN) -> plans.Sealed:
         """Entries as ``(redis key, envelope, px)``, TTLs capped by ``ttl``; px 0: no expiry."""
         ceiling = self.ttl
         now_ms = int(self.wall_clock() * 1000)
@@ -213,6 +208,7 @@ class RedisTier:
         return None if raw is None else open_one(raw, self.wall_clock() * 1000.0)
 
     async def aget_many(self, keys: Sequence[str], now: float) -> list[Hit | Undecodable | None]:
+        # The async L2 hit: one command, no plan machinery (as get_many).
         rkeys = [redis_key(k) for k in keys]
         with self._breaker.guard("GET"):
             client = self.connection.aclient
@@ -221,52 +217,28 @@ class RedisTier:
 
     def set_many(self, entries: Sequence[TierEntry], now: float) -> None:
         if entries:
-            self.execute(self._set_many(entries), "SET")
+            self.execute(plans.set_copies(self.connection, self.seal(entries)), "SET")
 
     async def aset_many(self, entries: Sequence[TierEntry], now: float) -> None:
         if entries:
-            await self.aexecute(self._set_many(entries), "SET")
-
-    def _set_many(self, entries: Sequence[TierEntry]) -> Plan[None]:
-        # One script sets the copies and takes away any reader's lease on
-        # them, atomically: a read that loaded before this write can no
-        # longer fill over it (see fill_leased).
-        keys: list[str] = []
-        args: list[Any] = []
-        for rkey, blob, px in self.seal(entries):
-            keys += [lease_key(rkey), rkey]
-            args += [blob, px]
-        yield RunScript(self.connection, scripts.SET, keys, args)
+            await self.aexecute(plans.set_copies(self.connection, self.seal(entries)), "SET")
 
     def delete_many(self, keys: Sequence[str]) -> None:
         if keys:
-            self.execute(self._delete_many(keys), "UNLINK")
+            rkeys = [redis_key(k) for k in keys]
+            self.execute(plans.delete_copies(self.connection, rkeys), "UNLINK")
 
     async def adelete_many(self, keys: Sequence[str]) -> None:
         if keys:
-            await self.aexecute(self._delete_many(keys), "UNLINK")
-
-    def _delete_many(self, keys: Sequence[str]) -> Plan[None]:
-        rkeys = [redis_key(k) for k in keys]
-        # Deleting a key also takes away any reader's lease on it (see fill_leased).
-        yield Send(self.connection, Unlink((*rkeys, *map(lease_key, rkeys))))
+            rkeys = [redis_key(k) for k in keys]
+            await self.aexecute(plans.delete_copies(self.connection, rkeys), "UNLINK")
 
     def delete_prefix(self, prefix: str) -> None:
         """SCAN in batches and UNLINK what matches: never KEYS, never a long block."""
-        self.execute(self._delete_prefix(prefix), "SCAN")
+        self.execute(plans.delete_prefix(self.connection, prefix), "SCAN")
 
     async def adelete_prefix(self, prefix: str) -> None:
-        await self.aexecute(self._delete_prefix(prefix), "SCAN")
-
-    def _delete_prefix(self, prefix: str) -> Plan[None]:
-        pattern = glob_escape(prefix) + "*"
-        cursor = 0
-        for _step in range(10_000_000):  # bounded by the keyspace; SCAN ends at cursor 0
-            cursor, keys = yield Send(self.connection, Scan(cursor, pattern, SCAN_BATCH))
-            if keys:
-                yield Send(self.connection, Unlink(keys))
-            if int(cursor) == 0:
-                return
+        await self.aexecute(plans.delete_prefix(self.connection, prefix), "SCAN")
 
     # -- write-back journal (a capability WriteBack looks for) --------------------
 
@@ -314,132 +286,76 @@ class RedisTier:
         kind: bytes = PLAIN,
     ) -> Plan[bool]:
         """``journal_put``'s plan; ``kind`` VERSIONED stamps each copy with a new key version."""
-        keys = [journal, seq_key]
-        args: list[Any] = []
-        for (field_, payload), (entry, (rkey, blob, px)) in zip(
-            records, zip(entries, self.seal(entries, kind))
-        ):
-            keys.append(rkey)
-            args += [field_, payload, blob if entry[1] else b"", px]
-        copies = keys[2:]
-        keys += [lease_key(k) for k in copies]
-        if kind != PLAIN:  # versioned copies: their version keys follow
-            keys += [version_key(k) for k in copies]
-        args.append(limit)
-        if announce is not None:
-            stream, message, maxlen = announce
-            keys.append(stream)
-            args += [message, maxlen]
-        done = yield from perform(RunScript(self.connection, scripts.JOURNAL_PUT, keys, args))
-        return int(done) >= 0
+        deletes = [not entry[1] for entry in entries]
+        return plans.journal_put(self.connection, journal, seq_key, records,
+                                 self.seal(entries, kind), deletes, limit, announce,
+                                 versioned=kind != PLAIN)
 
     def journal_get(self, journal: str, fields: Sequence[str]) -> list[bytes | None]:
         """The journal's pending entries for ``fields`` (None where none is pending)."""
-        return self.execute(self._journal_get(journal, fields), "journal read")
+        return self.execute(plans.journal_get(self.connection, journal, fields), "journal read")
 
     async def ajournal_get(self, journal: str, fields: Sequence[str]) -> list[bytes | None]:
-        return await self.aexecute(self._journal_get(journal, fields), "journal read")
-
-    def _journal_get(self, journal: str, fields: Sequence[str]) -> Plan[list[bytes | None]]:
-        found = yield Send(self.connection, HMGet(journal, fields))
-        return list(found)
+        plan = plans.journal_get(self.connection, journal, fields)
+        return await self.aexecute(plan, "journal read")
 
     def journal_read(self, journal: str, count: int) -> dict[str, bytes]:
         """Up to about ``count`` pending entries, ``{field: entry}`` (HSCAN, non-blocking)."""
-        return self.execute(self._journal_read(journal, count), "journal scan")
+        return self.execute(plans.journal_read(self.connection, journal, count), "journal scan")
 
     async def ajournal_read(self, journal: str, count: int) -> dict[str, bytes]:
-        return await self.aexecute(self._journal_read(journal, count), "journal scan")
-
-    def _journal_read(self, journal: str, count: int) -> Plan[dict[str, bytes]]:
-        out: dict[str, bytes] = {}
-        cursor = 0
-        for _step in range(10_000_000):  # bounded by the hash; HSCAN ends at cursor 0
-            cursor, chunk = yield Send(self.connection, HScan(journal, cursor, count))
-            for field_, entry in chunk.items():
-                out[field_.decode() if isinstance(field_, bytes) else field_] = entry
-            if int(cursor) == 0 or len(out) >= count:
-                break
-        return out
+        plan = plans.journal_read(self.connection, journal, count)
+        return await self.aexecute(plan, "journal scan")
 
     def journal_ack(
         self, journal: str, entries: Mapping[str, bytes], move_to: str | None = None
     ) -> int:
         """Remove entries still equal to what was read; optionally keep them in ``move_to``."""
-        return self.execute(self._journal_ack(journal, entries, move_to), "journal ack")
+        plan = plans.journal_ack(self.connection, journal, entries, move_to)
+        return self.execute(plan, "journal ack")
 
     async def ajournal_ack(
         self, journal: str, entries: Mapping[str, bytes], move_to: str | None = None
     ) -> int:
-        return await self.aexecute(self._journal_ack(journal, entries, move_to), "journal ack")
-
-    def _journal_ack(
-        self, journal: str, entries: Mapping[str, bytes], move_to: str | None
-    ) -> Plan[int]:
-        if not entries:
-            return 0
-        args: list[Any] = []
-        for field_, entry in entries.items():
-            args += [field_, entry]
-        keys = [journal] if move_to is None else [journal, move_to]
-        done = yield RunScript(self.connection, scripts.ACK, keys, args)
-        return int(done)
+        plan = plans.journal_ack(self.connection, journal, entries, move_to)
+        return await self.aexecute(plan, "journal ack")
 
     def journal_restore(self, journal: str, dead: str, fields: Sequence[str]) -> int:
         """Move entries from ``dead`` back into ``journal`` unless a newer one is pending there."""
-        return self.execute(self._journal_restore(journal, dead, fields), "journal restore")
+        plan = plans.journal_restore(self.connection, journal, dead, fields)
+        return self.execute(plan, "journal restore")
 
     async def ajournal_restore(self, journal: str, dead: str, fields: Sequence[str]) -> int:
-        return await self.aexecute(self._journal_restore(journal, dead, fields), "journal restore")
-
-    def _journal_restore(self, journal: str, dead: str, fields: Sequence[str]) -> Plan[int]:
-        moved = yield RunScript(self.connection, scripts.RESTORE, [journal, dead], list(fields))
-        return int(moved)
+        plan = plans.journal_restore(self.connection, journal, dead, fields)
+        return await self.aexecute(plan, "journal restore")
 
     # -- read leases: fenced fills (a capability the read path looks for) ----------
 
     def lease_many(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
         """Take a fill lease on each key nobody holds one on; True where taken."""
-        return self.execute(self._lease_many(keys, token, ttl), "lease")
+        plan = plans.lease_many(self.connection, [redis_key(k) for k in keys], token, _px(ttl))
+        return self.execute(plan, "lease")
 
     async def alease_many(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
-        return await self.aexecute(self._lease_many(keys, token, ttl), "lease")
-
-    def _lease_many(self, keys: Sequence[str], token: str, ttl: float) -> Plan[list[bool]]:
-        px = max(1, int(ttl * 1000))
-        leases = [SetNX(lease_key(redis_key(k)), token, px) for k in keys]
-        if len(leases) == 1:
-            got = yield Send(self.connection, leases[0])
-            return [bool(got)]
-        got_many = yield Pipeline(self.connection, leases)
-        return [bool(g) for g in got_many]
+        plan = plans.lease_many(self.connection, [redis_key(k) for k in keys], token, _px(ttl))
+        return await self.aexecute(plan, "lease")
 
     def fill_leased(self, entries: Sequence[TierEntry], token: str) -> int:
         """Set each entry only while our lease on it is intact; returns how many were set."""
-        return self.execute(self._fill_leased(entries, token), "fenced fill")
+        plan = plans.fill_leased(self.connection, self.seal(entries), token)
+        return self.execute(plan, "fenced fill")
 
     async def afill_leased(self, entries: Sequence[TierEntry], token: str) -> int:
-        return await self.aexecute(self._fill_leased(entries, token), "fenced fill")
-
-    def _fill_leased(self, entries: Sequence[TierEntry], token: str) -> Plan[int]:
-        keys: list[str] = []
-        args: list[Any] = [token]
-        for rkey, blob, px in self.seal(entries):
-            keys += [lease_key(rkey), rkey]
-            args += [blob, px]
-        filled = yield RunScript(self.connection, scripts.FILL, keys, args)
-        return int(filled)
+        plan = plans.fill_leased(self.connection, self.seal(entries), token)
+        return await self.aexecute(plan, "fenced fill")
 
     def release(self, keys: Sequence[str], token: str) -> None:
         """Give back leases still ours (keys the store did not have)."""
-        self.execute(self._release(keys, token), "release")
+        self.execute(plans.release(self.connection, [redis_key(k) for k in keys], token), "release")
 
     async def arelease(self, keys: Sequence[str], token: str) -> None:
-        await self.aexecute(self._release(keys, token), "release")
-
-    def _release(self, keys: Sequence[str], token: str) -> Plan[None]:
-        leases = [lease_key(redis_key(k)) for k in keys]
-        yield RunScript(self.connection, scripts.RELEASE, leases, [token])
+        plan = plans.release(self.connection, [redis_key(k) for k in keys], token)
+        await self.aexecute(plan, "release")
 
     # -- versions and locks ----------------------------------------------------------
 
@@ -449,42 +365,36 @@ class RedisTier:
 
     def bump_version(self, key: str) -> int:
         """Advance the version at ``key``; never below the server clock in microseconds."""
-        return self.execute(self._version(scripts.BUMP, key), "version bump")
+        return self.execute(plans.run_script(self.connection, scripts.BUMP, [key], []),
+                            "version bump")
 
     async def abump_version(self, key: str) -> int:
-        return await self.aexecute(self._version(scripts.BUMP, key), "version bump")
+        return await self.aexecute(plans.run_script(self.connection, scripts.BUMP, [key], []),
+                                   "version bump")
 
     def read_version(self, key: str) -> int:
         """The version at ``key``, created (from the server clock) when absent."""
-        return self.execute(self._version(scripts.READ_VERSION, key), "version read")
+        plan = plans.run_script(self.connection, scripts.READ_VERSION, [key], [])
+        return self.execute(plan, "version read")
 
     async def aread_version(self, key: str) -> int:
-        return await self.aexecute(self._version(scripts.READ_VERSION, key), "version read")
-
-    def _version(self, script: scripts.LuaScript, key: str) -> Plan[int]:
-        version = yield RunScript(self.connection, script, [key], [])
-        return int(version)
+        plan = plans.run_script(self.connection, scripts.READ_VERSION, [key], [])
+        return await self.aexecute(plan, "version read")
 
     def try_lock(self, key: str, token: str, lease: float) -> bool:
         """Take a lease on ``key`` for ``lease`` seconds unless someone holds it."""
-        return self.execute(self._try_lock(key, token, lease), "lock")
+        return self.execute(plans.try_lock(self.connection, key, token, _px(lease)), "lock")
 
     async def atry_lock(self, key: str, token: str, lease: float) -> bool:
-        return await self.aexecute(self._try_lock(key, token, lease), "lock")
-
-    def _try_lock(self, key: str, token: str, lease: float) -> Plan[bool]:
-        got = yield Send(self.connection, SetNX(key, token, max(1, int(lease * 1000))))
-        return bool(got)
+        return await self.aexecute(plans.try_lock(self.connection, key, token, _px(lease)), "lock")
 
     def unlock(self, key: str, token: str) -> None:
         """Release a lease, only if it is still ours."""
-        self.execute(self._unlock(key, token), "unlock")
+        self.execute(plans.run_script(self.connection, scripts.UNLOCK, [key], [token]), "unlock")
 
     async def aunlock(self, key: str, token: str) -> None:
-        await self.aexecute(self._unlock(key, token), "unlock")
-
-    def _unlock(self, key: str, token: str) -> Plan[None]:
-        yield RunScript(self.connection, scripts.UNLOCK, [key], [token])
+        plan = plans.run_script(self.connection, scripts.UNLOCK, [key], [token])
+        await self.aexecute(plan, "unlock")
 
     # -- the rest ----------------------------------------------------------------------
 
@@ -517,3 +427,8 @@ class RedisTier:
         """Close the async client (and the sync one); idempotent."""
         await self.connection.aclose()
         self.close()
+
+
+def _px(seconds: float) -> int:
+    """Seconds as a PX argument: whole milliseconds, at least one."""
+    return max(1, int(seconds * 1000))

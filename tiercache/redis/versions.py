@@ -1,19 +1,18 @@
-"""Per-key versions: a RedisTier as a Versioned namespace uses it, every copy carrying its version."""
+"""Per-key versions: RedisTier as a Versioned namespace uses it, each copy carrying its version."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._engine.ops import Plan, perform
+from .._engine.ops import Plan
 from ..tiers.base import Hit, TierEntry, Undecodable
-from . import scripts
-from .commands import MGet, RunScript, Send
+from . import plans
 from .envelope import VERSIONED, open_versioned, open_versioned_pairs
-from .names import lease_key, redis_key, version_key
+from .names import redis_key, version_key
 
 if TYPE_CHECKING:  # the tier makes this view (keyed_versions); only its type is needed here
-    from .tier import Announcement, RedisTier
+    from .tier import RedisTier
 
 __all__ = ["DELETED_VERSION_TTL", "KeyVersions"]
 
@@ -67,26 +66,20 @@ class KeyVersions:
 
     async def aget_many(self, keys: Sequence[str], now: float) -> list[Hit | Undecodable | None]:
         tier = self._tier
-        raws = await tier.aexecute(perform(Send(tier.connection, MGet(_pairs(keys)))), "GET")
+        raws = await tier.aexecute(plans.read(tier.connection, _pairs(keys)), "GET")
         return open_versioned_pairs(raws, tier.wall_clock() * 1000.0)
 
     # -- writes: a new version, with the copy, in one script ----------------------
 
     def set_many(self, entries: Sequence[TierEntry], now: float) -> None:
         if entries:
-            self._tier.execute(self._set_many(entries), "SET")
+            sealed = self._tier.seal(entries, VERSIONED)
+            self._tier.execute(plans.set_copies(self._tier.connection, sealed, True), "SET")
 
     async def aset_many(self, entries: Sequence[TierEntry], now: float) -> None:
         if entries:
-            await self._tier.aexecute(self._set_many(entries), "SET")
-
-    def _set_many(self, entries: Sequence[TierEntry]) -> Plan[None]:
-        keys: list[str] = []
-        args: list[Any] = []
-        for rkey, blob, px in self._tier.seal(entries, VERSIONED):
-            keys += [lease_key(rkey), rkey, version_key(rkey)]
-            args += [blob, px]
-        yield RunScript(self._tier.connection, scripts.SET_VERSIONED, keys, args)
+            sealed = self._tier.seal(entries, VERSIONED)
+            await self._tier.aexecute(plans.set_copies(self._tier.connection, sealed, True), "SET")
 
     def delete_many(self, keys: Sequence[str]) -> None:
         if keys:
@@ -97,15 +90,8 @@ class KeyVersions:
             await self._tier.aexecute(self._delete_many(keys), "UNLINK")
 
     def _delete_many(self, keys: Sequence[str]) -> Plan[None]:
-        # An empty copy tells the script to remove it; the new version stays behind.
-        px = int(DELETED_VERSION_TTL * 1000)
-        triples: list[str] = []
-        args: list[Any] = []
-        for key in keys:
-            rkey = redis_key(key)
-            triples += [lease_key(rkey), rkey, version_key(rkey)]
-            args += [b"", px]
-        yield RunScript(self._tier.connection, scripts.SET_VERSIONED, triples, args)
+        rkeys = [redis_key(k) for k in keys]
+        return plans.delete_versioned(self._tier.connection, rkeys, int(DELETED_VERSION_TTL * 1000))
 
     def delete_prefix(self, prefix: str) -> None:
         """The copies under ``prefix``, then their version keys (SCAN in batches, as ever)."""
@@ -117,30 +103,25 @@ class KeyVersions:
         await self._tier.adelete_prefix(version_key(prefix))
 
     def fill_leased(self, entries: Sequence[TierEntry], token: str) -> int:
-        return self._tier.execute(self._fill_leased(entries, token), "fenced fill")
+        sealed = self._tier.seal(entries, VERSIONED)
+        plan = plans.fill_leased(self._tier.connection, sealed, token, versioned=True)
+        return self._tier.execute(plan, "fenced fill")
 
     async def afill_leased(self, entries: Sequence[TierEntry], token: str) -> int:
-        return await self._tier.aexecute(self._fill_leased(entries, token), "fenced fill")
-
-    def _fill_leased(self, entries: Sequence[TierEntry], token: str) -> Plan[int]:
-        keys: list[str] = []
-        args: list[Any] = [token]
-        for rkey, blob, px in self._tier.seal(entries, VERSIONED):
-            keys += [lease_key(rkey), rkey, version_key(rkey)]
-            args += [blob, px]
-        filled = yield RunScript(self._tier.connection, scripts.FILL_VERSIONED, keys, args)
-        return int(filled)
+        sealed = self._tier.seal(entries, VERSIONED)
+        plan = plans.fill_leased(self._tier.connection, sealed, token, versioned=True)
+        return await self._tier.aexecute(plan, "fenced fill")
 
     def journal_put(self, journal: str, seq_key: str, records: Sequence[tuple[str, bytes]],
                     entries: Sequence[TierEntry], limit: int,
-                    announce: Announcement | None = None) -> bool:
+                    announce: plans.Announcement | None = None) -> bool:
         plan = self._tier.journal_put_plan(journal, seq_key, records, entries, limit, announce,
                                            kind=VERSIONED)
         return self._tier.execute(plan, "journal write")
 
     async def ajournal_put(self, journal: str, seq_key: str, records: Sequence[tuple[str, bytes]],
                            entries: Sequence[TierEntry], limit: int,
-                           announce: Announcement | None = None) -> bool:
+                           announce: plans.Announcement | None = None) -> bool:
         plan = self._tier.journal_put_plan(journal, seq_key, records, entries, limit, announce,
                                            kind=VERSIONED)
         return await self._tier.aexecute(plan, "journal write")
