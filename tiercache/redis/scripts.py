@@ -22,10 +22,12 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class LuaScript:
     """A script's name (for errors and logs) and source; clients cache it by this object."""
 
+    # eq=False: hashed by identity, so looking up a registered script on
+    # every call does not run a Python-level __hash__ over its fields.
     name: str
     source: str
 
