@@ -68,8 +68,6 @@ class RedisTier:
         cooldown: float = 0.5,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        if url is not None and client is not None:
-            raise ConfigurationError("give RedisTier a url or a client, not both")
         self.timeout = seconds(timeout, "timeout")
         self.ttl = seconds(ttl)
         self.name = name
@@ -453,6 +451,6 @@ class RedisTier:
         self.close()
 
 
-def _px(seconds: float) -> int:
+def _px(duration: float) -> int:
     """Seconds as a PX argument: whole milliseconds, at least one."""
-    return max(1, int(seconds * 1000))
+    return max(1, int(duration * 1000))
