@@ -22,7 +22,8 @@ from .policies import WriteAround, WriteBack, WritePolicy, WriteThrough
 from .scheduler import Scheduler, ThreadScheduler
 from .serialization import JSONSerializer, MsgpackSerializer, PickleSerializer, Serializer
 from .stores import FunctionStore, MappingStore, SQLiteStore, SQLStore, Store
-from .tiers import MemoryTier, RedisTier, Tier
+from .redis import RedisTier
+from .tiers import MemoryTier, Tier
 
 try:
     __version__ = version("tiercache")

@@ -128,7 +128,7 @@ class Cache:
         # Even a cache with no L1 of its own must announce its changes to the
         # other processes' L1; it only has nothing to listen for.
         listen = bool(self.tiers) and not self.tiers[0].serialized
-        from .bus import Bus
+        from .redis.bus import Bus
 
         block = 0.5
         self._bus = Bus(

@@ -1,4 +1,4 @@
-"""RedisTier's direct reads (``tiers/_direct.py``) on the real Redis.
+"""RedisTier's direct reads (``tiercache/redis/direct.py``) on the real Redis.
 
 A tier built from a URL sends GET and MGET on connections it keeps itself,
 not through redis-py's pool. What the pool's checkout did must still hold:
@@ -19,7 +19,7 @@ import pytest
 import redis
 
 import tiercache as tc
-from tiercache.tiers._direct import MAX_IDLE
+from tiercache.redis.direct import MAX_IDLE
 
 pytestmark = pytest.mark.redis
 

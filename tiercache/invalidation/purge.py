@@ -12,7 +12,7 @@ class Purge:
     """Correct on write: ``delete`` and ``invalidate`` remove the key from every tier.
 
     Every write, delete and invalidate is announced on the invalidation bus
-    (a Redis stream; see :mod:`tiercache.bus`) so that other processes drop
+    (a Redis stream; see :mod:`tiercache.redis.bus`) so that other processes drop
     their L1 copies. The writer's own copies follow the write policy.
     """
 

@@ -21,7 +21,7 @@ import pytest
 from ..cache import Cache
 from ..stores.mapping import MappingStore
 from ..tiers.memory import MemoryTier
-from ..tiers.redis import RedisTier
+from ..redis import RedisTier
 from .clock import FakeClock
 from .scheduler import ManualScheduler
 

@@ -50,7 +50,7 @@ from ..stores.base import Store
 from ..stores.mapping import MappingStore
 from ..tiers.base import Tier
 from ..tiers.memory import MemoryTier
-from ..tiers.redis import RedisTier
+from ..redis import RedisTier
 from .clock import FakeClock
 from .strategies import KEY_SPACE, small_keys, values
 

@@ -1,17 +1,45 @@
-"""The Lua scripts RedisTier runs: each does one atomic step of a write, fill or flush."""
+"""The Lua scripts the Redis tier runs: each does one atomic step of a write, fill or flush."""
 
 from __future__ import annotations
 
-__all__ = ["SCRIPTS"]
+from dataclasses import dataclass
+
+from .envelope import LUA as _ENVELOPE_LUA
+
+__all__ = [
+    "ACK",
+    "BUMP",
+    "FILL",
+    "FILL_VERSIONED",
+    "JOURNAL_PUT",
+    "READ_VERSION",
+    "RELEASE",
+    "RESTORE",
+    "SET",
+    "SET_VERSIONED",
+    "UNLOCK",
+    "LuaScript",
+]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LuaScript:
+    """A script's name (for errors and logs) and source; clients cache it by this object."""
+
+    # eq=False: hashed by identity, so looking up a registered script on
+    # every call does not run a Python-level __hash__ over its fields.
+    name: str
+    source: str
+
 
 # Per-key versions (Versioned namespaces): each key has a version key, and
 # each copy carries the version it was written under, spliced in after the
-# 9-byte envelope header as 16 ASCII digits. A reader serves a copy only if
+# envelope's header (envelope.LUA: the one Lua copy of that layout). A reader serves a copy only if
 # its version is the key's current one, so a write makes every older copy
 # unreachable. Versions come from the server clock in microseconds and only
 # grow, so a version key lost to eviction, FLUSHALL or a restart never
 # makes an older copy current again.
-_KEY_VERSIONS = """
+_KEY_VERSIONS = _ENVELOPE_LUA + """
 local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -21,12 +49,6 @@ local function bumped(vkey)
   local now = now_us()
   if now > v then return now end
   return v + 1
-end
-local function version_text(v)
-  return string.format('%016d', v)
-end
-local function stamped(blob, v)
-  return string.sub(blob, 1, 9) .. version_text(v) .. string.sub(blob, 10)
 end
 local function put(key, value, px)
   if px > 0 then
@@ -199,16 +221,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-SCRIPTS = {
-    "put": _JOURNAL_PUT,
-    "ack": _JOURNAL_ACK,
-    "restore": _JOURNAL_RESTORE,
-    "bump": _BUMP_VERSION,
-    "version": _READ_VERSION,
-    "unlock": _UNLOCK,
-    "fill": _FILL_LEASED,
-    "set": _SET,
-    "release": _RELEASE,
-    "vset": _SET_VERSIONED,
-    "vfill": _FILL_VERSIONED,
-}
+JOURNAL_PUT = LuaScript("journal put", _JOURNAL_PUT)
+ACK = LuaScript("journal ack", _JOURNAL_ACK)
+RESTORE = LuaScript("journal restore", _JOURNAL_RESTORE)
+BUMP = LuaScript("version bump", _BUMP_VERSION)
+READ_VERSION = LuaScript("version read", _READ_VERSION)
+UNLOCK = LuaScript("unlock", _UNLOCK)
+FILL = LuaScript("fenced fill", _FILL_LEASED)
+SET = LuaScript("set", _SET)
+RELEASE = LuaScript("release", _RELEASE)
+SET_VERSIONED = LuaScript("versioned set", _SET_VERSIONED)
+FILL_VERSIONED = LuaScript("versioned fill", _FILL_VERSIONED)

@@ -1,28 +1,4 @@
-"""Reads on connections a RedisTier keeps itself, outside redis-py's per-command machinery.
-
-An L2 hit is one GET, and the DESIGN.md bar holds it to 1.10x a raw redis-py
-GET. redis-py 8 wraps each command in a pool checkout (a lock, a ``poll()``
-of the socket to make sure it holds no stray data), a retry wrapper, and
-observability hooks; on this project's machines that costs about as much as
-the round trip itself (a GET took 82 us through ``client.get``, 38 us on a
-kept connection). :class:`DirectReads` keeps a few idle connections made
-from the pool's own connection class and arguments (so the same host, auth,
-db, protocol, TLS and timeouts) and sends a read on one of them.
-
-What the pool checkout did, done here instead:
-
-- a connection whose command failed in any way is disconnected, never
-  reused: a reply that arrives after a timeout can never answer the next
-  command;
-- a kept connection the server closed meanwhile (restart, ``CLIENT KILL``,
-  idle timeout) shows up as a ConnectionError on first use; the read is
-  then sent once more on a new connection (reads are idempotent);
-- after ``fork()`` the child forgets the parent's connections (the sockets
-  stay the parent's) and makes its own.
-
-These reads do not pass through redis-py's OpenTelemetry hooks; the tier's
-own stats count them.
-"""
+"""Direct reads: GET and MGET on connections the tier keeps, outside redis-py's machinery."""
 
 from __future__ import annotations
 
@@ -42,7 +18,31 @@ _all: weakref.WeakSet[DirectReads] = weakref.WeakSet()
 
 
 class DirectReads:
-    """Read commands (GET, MGET) on connections of the tier's own; thread-safe."""
+    """Read commands (GET, MGET) on connections of the tier's own; thread-safe.
+
+    An L2 hit is one GET, and the DESIGN.md bar holds it to 1.10x a raw redis-py
+    GET. redis-py 8 wraps each command in a pool checkout (a lock, a ``poll()``
+    of the socket to make sure it holds no stray data), a retry wrapper, and
+    observability hooks; on this project's machines that costs about as much as
+    the round trip itself (a GET took 82 us through ``client.get``, 38 us on a
+    kept connection). :class:`DirectReads` keeps a few idle connections made
+    from the pool's own connection class and arguments (so the same host, auth,
+    db, protocol, TLS and timeouts) and sends a read on one of them.
+
+    What the pool checkout did, done here instead:
+
+    - a connection whose command failed in any way is disconnected, never
+      reused: a reply that arrives after a timeout can never answer the next
+      command;
+    - a kept connection the server closed meanwhile (restart, ``CLIENT KILL``,
+      idle timeout) shows up as a ConnectionError on first use; the read is
+      then sent once more on a new connection (reads are idempotent);
+    - after ``fork()`` the child forgets the parent's connections (the sockets
+      stay the parent's) and makes its own.
+
+    These reads do not pass through redis-py's OpenTelemetry hooks; the tier's
+    own stats count them.
+    """
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self._connect = functools.partial(pool.connection_class, **pool.connection_kwargs)
