@@ -53,11 +53,6 @@ def test_redact_repr_masks_str_and_bytes(value: object, shown: str) -> None:
     assert redact_repr(value) == shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tiers/redis.py keeps a _redact of its own that shows bytes URLs and passwords "
-    "holding '/'; the lead switches it to tiercache._redact (redact, redact_repr)",
-)
 @pytest.mark.parametrize(
     "url", [b"redis://u:pw-3e1a@127.0.0.1:1/0", "redis://u:pw/3e1a@127.0.0.1:1/0"]
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 import weakref
@@ -23,6 +22,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
+from .._redact import redact, redact_repr
 from ..errors import ConfigurationError, TierError, TierUnavailable
 from .direct import DirectReads
 from .scripts import LuaScript
@@ -174,14 +174,14 @@ class Connection:
             raise ConfigurationError("give RedisTier a url or a client, not both")
         self.timeout = timeout
         self.is_embedded = url is None and client is None
-        self.url = _redact(url) if url else None
+        self.url = (redact(url) if isinstance(url, str) else redact_repr(url)) if url else None
         """The URL with its password hidden: safe for reprs and logs."""
         self._url_raw = url
         if client is not None:
             self.client: Any = client
         elif url is not None:
             if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-                raise ConfigurationError(f"not a Redis URL: {_redact(url)!r}")
+                raise ConfigurationError(f"not a Redis URL: {redact_repr(url)}")
             try:
                 self.client = redis.Redis.from_url(
                     url,
@@ -191,7 +191,10 @@ class Connection:
                     health_check_interval=0,
                 )
             except ValueError as exc:
-                raise ConfigurationError(f"bad Redis URL {_redact(url)!r}: {exc}") from exc
+                # redis-py's message may quote the URL back, password included.
+                raise ConfigurationError(
+                    f"bad Redis URL {redact_repr(url)}: {redact(str(exc))}"
+                ) from exc
         else:
             self.client = _embedded_client()
         self._user_aclient: Any = aclient
@@ -308,21 +311,3 @@ class Connection:
                 await aclient.aclose()
             except REDIS_ERRORS:
                 pass
-
-
-def _redact(url: Any) -> Any:
-    """A URL with its password replaced, for reprs and error messages."""
-    if not isinstance(url, str):
-        return url
-    url = re.sub(r"(?i)(password=)[^&#]*", r"\1***", url)
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    # The userinfo ends at the first "@" of the authority, before any path or query.
-    authority, slash, tail = rest.partition("/")
-    if "@" not in authority:
-        return url
-    creds, _, host = authority.rpartition("@")
-    user = creds.split(":", 1)[0]
-    shown = f"{user}:***" if ":" in creds else user
-    return f"{scheme}://{shown}@{host}{slash}{tail}"
