@@ -1,0 +1,1 @@
+"""Optional integrations, one module each; each imports its framework lazily."""
