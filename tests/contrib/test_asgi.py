@@ -47,7 +47,7 @@ def serving(make_app: AppFactory, redis_url: str, prefix: str) -> Iterator[str]:
     def run() -> None:
         try:
             asyncio.run(main())
-        except BaseException as exc:  # reported to the test, not lost in the thread
+        except Exception as exc:  # noqa: BLE001 - reported to the test, not lost in the thread
             holder["error"] = exc
             ready.set()
 
@@ -288,3 +288,8 @@ def test_app_error_is_a_500(redis_url: str, prefix: str) -> None:
 
     with serving(lambda cache: CacheMiddleware(broken, cache), redis_url, prefix) as url:
         assert get(url + "/x").status_code == 500
+
+
+def test_starlette_example(exercise_example: Callable[[str], None]) -> None:
+    """examples/asgi_starlette.py serves cached, tagged and private routes as documented."""
+    exercise_example("asgi_starlette.py")

@@ -338,3 +338,8 @@ def test_app_error_reaches_the_server(cache: tc.Cache) -> None:
 
     with serving(CacheMiddleware(broken, cache)) as url:
         assert get(url + "/x").status_code == 500
+
+
+def test_flask_example(exercise_example: Callable[[str], None]) -> None:
+    """examples/wsgi_flask.py serves cached, tagged and private routes as documented."""
+    exercise_example("wsgi_flask.py")
