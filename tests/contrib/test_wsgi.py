@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.validate import validator
 
 import httpx
 import pytest
@@ -328,6 +329,18 @@ def test_host_is_part_of_the_key(base: str, origin: Origin) -> None:
     assert get(base + "/page", headers={"Host": "a.test"}).text == "/page 1"
     assert get(base + "/page", headers={"Host": "b.test"}).text == "/page 2"
     assert get(base + "/page", headers={"Host": "a.test"}).text == "/page 1"
+
+
+def test_middleware_speaks_wsgi_as_the_spec_says(origin: Origin, cache: tc.Cache) -> None:
+    """wsgiref's validator, on both sides of the middleware, finds nothing wrong on hits, misses, 304s."""
+    app = validator(CacheMiddleware(validator(origin), cache, max_body_bytes=1000))
+    with serving(app) as url:
+        for path in ("/page", "/page", "/stream", "/big", "/private", "/tags", "/tags"):
+            assert get(url + path).status_code == 200
+        etag = get(url + "/page").headers["etag"]
+        assert get(url + "/page", headers={"If-None-Match": etag}).status_code == 304
+        assert httpx.head(url + "/page", timeout=10).status_code == 200
+    assert origin.calls["/page"] == 2  # one GET, one HEAD: HEAD is its own entry
 
 
 def test_app_error_reaches_the_server(cache: tc.Cache) -> None:

@@ -169,7 +169,8 @@ class TiercacheBackend(BytesBackend):
     def get_serialized(self, key: KeyType) -> SerializedReturnType:
         """The stored bytes of ``key``, or ``NO_VALUE`` when no layer has them."""
         value = self.namespace.get(key, tc.MISSING)
-        return NO_VALUE if value is tc.MISSING else value
+        # Only bytes are dogpile's: anything else in the namespace is not a value of the region.
+        return value if isinstance(value, bytes) else NO_VALUE
 
     def get_serialized_multi(self, keys: Iterable[KeyType]) -> Sequence[SerializedReturnType]:
         """The stored bytes of each key, ``NO_VALUE`` for those absent; one round trip per tier."""
@@ -177,7 +178,7 @@ class TiercacheBackend(BytesBackend):
         if not keys:
             return []
         found = self.namespace.get_many(keys)
-        return [found.get(key, NO_VALUE) for key in keys]
+        return [value if isinstance(value := found.get(key), bytes) else NO_VALUE for key in keys]
 
     def set_serialized(self, key: KeyType, value: bytes) -> None:
         """Store ``value`` in every tier (other processes drop their L1 copy)."""
