@@ -51,6 +51,8 @@ class Origin:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.lock = threading.Lock()
+        self.running = 0
+        self.most_running = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ["PATH_INFO"]
@@ -86,6 +88,14 @@ class Origin:
             status = f"{path[8:]} Whatever"
         elif path == "/slow":
             time.sleep(0.3)
+        elif path == "/slowprivate":
+            headers.append(("Cache-Control", "private"))
+            with self.lock:
+                self.running += 1
+                self.most_running = max(self.most_running, self.running)
+            time.sleep(0.5)
+            with self.lock:
+                self.running -= 1
         elif path in ("/stream", "/big"):
             size = 100 if path == "/stream" else 3000
             start_response(status, headers)
@@ -304,6 +314,19 @@ def test_concurrent_refresh_of_a_stale_entry_calls_the_app_once(
     in_threads(lambda i: bodies.append(get(base + "/slow").text), 8)
     assert bodies == ["/slow 2"] * 8
     assert origin.calls["/slow"] == 2
+
+
+def test_uncacheable_url_is_not_queued(base: str, origin: Origin) -> None:
+    """Once a URL answered "private", its next requests reach the app side by side, not in turn."""
+    get(base + "/slowprivate")
+    threads = [threading.Thread(target=get, args=(base + "/slowprivate",)) for _ in range(2)]
+    threads[0].start()
+    time.sleep(0.15)
+    threads[1].start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert origin.calls["/slowprivate"] == 3
+    assert origin.most_running == 2
 
 
 def test_concurrent_misses_across_caches_call_the_app_once(

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_TTL",
     "DEFAULT_NAMESPACE",
+    "DEFAULT_PASS_TTL",
     "DEFAULT_TAGS_HEADER",
     "DEFAULT_TTL",
     "Flights",
@@ -53,6 +54,9 @@ DEFAULT_MAX_TTL = 86_400.0
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 """Bodies larger than this are served but not cached."""
+
+DEFAULT_PASS_TTL = 30.0
+"""Seconds a URL whose app said "do not store" goes straight to the app (Varnish's hit-for-pass)."""
 
 DEFAULT_NAMESPACE = "http"
 DEFAULT_TAGS_HEADER = "X-Cache-Tags"
@@ -127,6 +131,8 @@ class Rules:
         tags_header: response field the app lists tags in (comma or space
             separated); removed from the response, sent as ``Surrogate-Key``.
         tags: ``tags(path, headers)``, tags of a response, added to the header's.
+        pass_ttl: seconds a URL whose answer may not be stored is passed
+            straight to the app (see ``to_store``).
         clock: Unix seconds; ``Age`` is counted on it across processes.
     """
 
@@ -136,9 +142,12 @@ class Rules:
     statuses: frozenset[int] = CACHEABLE_STATUSES
     tags_header: str = DEFAULT_TAGS_HEADER
     tags: TagsFunction | None = None
+    pass_ttl: float = DEFAULT_PASS_TTL
     clock: Callable[[], float] = field(default=time.time)
 
     def __post_init__(self) -> None:
+        if self.pass_ttl < 0:
+            raise tc.ConfigurationError(f"pass_ttl must be >= 0, got {self.pass_ttl}")
         if not 0 < self.ttl <= self.max_ttl:
             raise tc.ConfigurationError(f"need 0 < ttl <= max_ttl, got {self.ttl}, {self.max_ttl}")
         if self.max_body_bytes < 0:
@@ -187,35 +196,53 @@ class Rules:
 
     def storable(self, request: Request, status: int, headers: Headers) -> float | None:
         """The TTL to store this response for, or None when it must not be stored."""
-        if status not in self.statuses or request.no_store:
-            return None
+        verdict = self._verdict(request, status, headers)
+        return verdict if isinstance(verdict, float) else None
+
+    def _verdict(self, request: Request, status: int, headers: Headers) -> float | str:
+        """The TTL, or why not: "status" or "request" (may differ next time), "response" (the app said so)."""
+        if status not in self.statuses:
+            return "status"
+        if request.no_store:
+            return "request"
         control = directives(header(headers, "cache-control"))
         if {"private", "no-store", "no-cache"} & control.keys():
-            return None
+            return "response"
         if header(headers, "set-cookie"):
-            return None  # one user's session must never be served to the next
-        vary = _vary(headers)
-        if "*" in vary:
-            return None
+            return "response"  # one user's session must never be served to the next
+        if "*" in _vary(headers):
+            return "response"
         if "text/event-stream" in header(headers, "content-type"):
-            return None  # an endless stream: there is no whole body to store
+            return "response"  # an endless stream: there is no whole body to store
         for name in ("s-maxage", "max-age"):
             if name in control:
                 try:
                     ttl = float(int(control[name]))
                 except ValueError:
-                    return None  # malformed: treat as stale (RFC 9111 section 4.2.1)
-                return min(ttl, self.max_ttl) if ttl > 0 else None
+                    return "response"  # malformed: treat as stale (RFC 9111 section 4.2.1)
+                return min(ttl, self.max_ttl) if ttl > 0 else "response"
         return self.ttl
 
     def to_store(
         self, request: Request, status: int, headers: Headers, body: bytes, complete: bool
     ) -> dict[str, Any] | None:
-        """The entry to store for a response, or None: not storable, cut short, or too large."""
-        ttl = self.storable(request, status, headers)
-        if ttl is None or not complete or len(body) > self.max_body_bytes:
+        """What to store once the app has answered, or None.
+
+        The response's entry when it may be stored whole. A pass marker when
+        the app said its answers for this URL are not to be stored (or they
+        are too large): for ``pass_ttl`` seconds the next requests go straight
+        to the app instead of queueing behind one another for an answer they
+        could not share. None for a status or a request that may differ next
+        time, and for a body cut short.
+        """
+        verdict = self._verdict(request, status, headers)
+        if verdict == "response" or (isinstance(verdict, float) and len(body) > self.max_body_bytes):
+            vary = _vary(headers)
+            return {"kind": "pass", "stored": self.clock(), "ttl": self.pass_ttl,
+                    "vary": [] if "*" in vary else vary}
+        if not isinstance(verdict, float) or not complete:
             return None
-        return self.entry(request, status, headers, body, ttl)
+        return self.entry(request, status, headers, body, verdict)
 
     def entry(self, request: Request, status: int, headers: Headers, body: bytes, ttl: float) -> dict[str, Any]:
         """The stored form of a response: its fields with ``ETag`` and ``Surrogate-Key`` set."""
@@ -253,8 +280,20 @@ class Rules:
 
     def fresh(self, entry: Any) -> bool:
         """True for a stored response still within its TTL."""
-        return (isinstance(entry, dict) and entry.get("kind") == "response"
+        return self._live(entry, "response")
+
+    def passing(self, entry: Any) -> bool:
+        """True for a live pass marker: ask the app directly, without waiting for another request."""
+        return self._live(entry, "pass")
+
+    def _live(self, entry: Any, kind: str) -> bool:
+        return (isinstance(entry, dict) and entry.get("kind") == kind
                 and self.clock() - entry["stored"] < entry["ttl"])
+
+    @staticmethod
+    def is_response(entry: dict[str, Any] | None) -> bool:
+        """True for a stored response (not a pass marker nor a vary record)."""
+        return entry is not None and entry.get("kind") == "response"
 
     def serve(self, request: Request, entry: dict[str, Any]) -> Served:
         """The response for ``request`` from a stored entry: ``Age`` set, 304 when it matches."""

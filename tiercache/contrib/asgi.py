@@ -16,6 +16,7 @@ from ._http import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_TTL,
     DEFAULT_NAMESPACE,
+    DEFAULT_PASS_TTL,
     DEFAULT_TAGS_HEADER,
     DEFAULT_TTL,
     Flights,
@@ -55,14 +56,15 @@ class _Recorder:
         self.storable = False
         self.streaming = False
         self.complete = False
+        self.cut = False  # an extension message took part of the body: never store it
         self.entry: dict[str, Any] | None = None
 
     async def run(self, app: ASGIApp, scope: Scope, receive: Receive) -> dict[str, Any] | None:
         """Call the app; the entry to store when its whole response may be stored."""
         await app(scope, receive, self.send)
-        if self.complete and self.storable:
+        if self.complete:
             self.entry = self.rules.to_store(self.request, self.status, self.headers,
-                                             b"".join(self.chunks), complete=True)
+                                             b"".join(self.chunks), complete=not self.cut)
         return self.entry
 
     async def send(self, message: Message) -> None:
@@ -77,6 +79,7 @@ class _Recorder:
         if kind != "http.response.body":
             # An extension (trailers, pathsend, ...): not something to store.
             self.storable = False
+            self.cut = True
             if not self.streaming:
                 await self._start()
             await self.client(message)
@@ -134,6 +137,8 @@ class CacheMiddleware:
         namespace: its namespace name, created with ``ttl=max_ttl``.
         ttl: seconds a response lives when it says nothing (``max-age``...).
         max_ttl: ceiling on any response's life.
+        pass_ttl: seconds a URL whose response may not be stored goes
+            straight to the app, without waiting behind another request.
         max_body_bytes: larger bodies are not cached.
         statuses: the cacheable statuses.
         tags_header: response field listing the response's tags (removed;
@@ -159,6 +164,7 @@ class CacheMiddleware:
         statuses: Iterable[int] = CACHEABLE_STATUSES,
         tags_header: str = DEFAULT_TAGS_HEADER,
         tags: TagsFunction | None = None,
+        pass_ttl: float | timedelta = DEFAULT_PASS_TTL,
         clock: Callable[[], float] = time.time,
         flight_timeout: float = 30.0,
     ) -> None:
@@ -167,7 +173,8 @@ class CacheMiddleware:
         self.app = app
         self.rules = Rules(
             ttl=_seconds(ttl), max_ttl=_seconds(max_ttl), max_body_bytes=max_body_bytes,
-            statuses=frozenset(statuses), tags_header=tags_header, tags=tags, clock=clock,
+            statuses=frozenset(statuses), tags_header=tags_header, tags=tags,
+            pass_ttl=_seconds(pass_ttl), clock=clock,
         )
         self.namespace = cache.namespace(namespace, ttl=self.rules.max_ttl)
         self.flight_timeout = flight_timeout
@@ -189,6 +196,9 @@ class CacheMiddleware:
         found, key = await self._lookup(request)
         if self.rules.fresh(found):
             await _send(self.rules.serve(request, found), send)
+            return
+        if self.rules.passing(found):
+            await self._fetch(scope, receive, send, request, None)
             return
         waiting = self._flights.lead(key)
         if waiting is not None:
@@ -242,9 +252,9 @@ class CacheMiddleware:
             await recorder.run(self.app, forwarded, receive)
             if recorder.entry is not None:
                 await self._store(self.rules.placements(request, recorder.entry))
-        if recorder.entry is None:
+        if not Rules.is_response(recorder.entry):
             await recorder.finish()
-        elif not recorder.streaming:
+        elif recorder.entry is not None and not recorder.streaming:
             entry = recorder.entry
             headers = [(k, v) for k, v in entry["headers"]]
             await _send(self.rules.answer(request, entry["status"], headers, entry["body"]), send)

@@ -18,6 +18,7 @@ from ._http import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_TTL,
     DEFAULT_NAMESPACE,
+    DEFAULT_PASS_TTL,
     DEFAULT_TAGS_HEADER,
     DEFAULT_TTL,
     Flights,
@@ -69,6 +70,8 @@ class CacheMiddleware:
         namespace: its namespace name, created with ``ttl=max_ttl``.
         ttl: seconds a response lives when it says nothing (``max-age``...).
         max_ttl: ceiling on any response's life.
+        pass_ttl: seconds a URL whose response may not be stored goes
+            straight to the app, without waiting behind another request.
         max_body_bytes: larger bodies are not cached.
         statuses: the cacheable statuses.
         tags_header: response field listing the response's tags (removed;
@@ -94,6 +97,7 @@ class CacheMiddleware:
         statuses: Iterable[int] = CACHEABLE_STATUSES,
         tags_header: str = DEFAULT_TAGS_HEADER,
         tags: TagsFunction | None = None,
+        pass_ttl: float | timedelta = DEFAULT_PASS_TTL,
         clock: Callable[[], float] = time.time,
         flight_timeout: float = 30.0,
     ) -> None:
@@ -102,7 +106,8 @@ class CacheMiddleware:
         self.app = app
         self.rules = Rules(
             ttl=_seconds(ttl), max_ttl=_seconds(max_ttl), max_body_bytes=max_body_bytes,
-            statuses=frozenset(statuses), tags_header=tags_header, tags=tags, clock=clock,
+            statuses=frozenset(statuses), tags_header=tags_header, tags=tags,
+            pass_ttl=_seconds(pass_ttl), clock=clock,
         )
         self.namespace = cache.namespace(namespace, ttl=self.rules.max_ttl)
         self.flight_timeout = flight_timeout
@@ -119,6 +124,8 @@ class CacheMiddleware:
         found, key = self._lookup(request)
         if self.rules.fresh(found):
             return _send(self.rules.serve(request, found), start_response)
+        if self.rules.passing(found):
+            return self._fetch(environ, start_response, request, None)
         waiting = self._flights.lead(key)
         if waiting is not None:
             waiting.wait(self.flight_timeout)
@@ -197,8 +204,9 @@ class CacheMiddleware:
             outcome = self._call(forwarded, request)
             if outcome.entry is not None:
                 self._store(self.rules.placements(request, outcome.entry))
-        if outcome.entry is not None:
+        if Rules.is_response(outcome.entry):
             entry = outcome.entry
+            assert entry is not None
             served = self.rules.answer(request, entry["status"], list(map(tuple, entry["headers"])),
                                        entry["body"])
             return _send(served, start_response)
@@ -234,15 +242,16 @@ class CacheMiddleware:
                 if storable is None:  # the app has called start_response by now
                     storable = self.rules.storable(request, _status(outcome.status), outcome.headers) is not None
                 if not storable or size > self.rules.max_body_bytes:
-                    outcome.rest = body
-                    return outcome
+                    outcome.rest = body  # streamed on to the client from here
+                    break
         except BaseException:
             if outcome.close is not None:
                 outcome.close()
             raise
+        complete = outcome.rest is None
         outcome.entry = self.rules.to_store(request, _status(outcome.status), outcome.headers,
-                                            b"".join(outcome.chunks), complete=True)
-        if outcome.close is not None:
+                                            b"".join(outcome.chunks), complete)
+        if complete and outcome.close is not None:
             outcome.close()
             outcome.close = None
         return outcome
