@@ -76,6 +76,8 @@ class Origin:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.seen_if_none_match: list[bytes] = []
+        self.running = 0
+        self.most_running = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
@@ -103,6 +105,12 @@ class Origin:
             status = 500
         elif path == "/slow":
             await asyncio.sleep(0.3)
+        elif path == "/slowprivate":
+            headers.append((b"cache-control", b"no-store"))
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            await asyncio.sleep(0.5)
+            self.running -= 1
         elif path in ("/stream", "/big", "/events"):
             if path == "/events":
                 headers = [(b"content-type", b"text/event-stream")]
@@ -262,6 +270,19 @@ def test_concurrent_refresh_of_a_stale_entry_calls_the_app_once(
     bodies: list[str] = []
     in_threads(lambda i: bodies.append(get(base + "/slow").text), 8)
     assert bodies == ["/slow 2"] * 8 and origin.calls["/slow"] == 2
+
+
+def test_uncacheable_url_is_not_queued(base: str, origin: Origin) -> None:
+    """Once a URL answered "no-store", its next requests reach the app side by side, not in turn."""
+    get(base + "/slowprivate")
+    threads = [threading.Thread(target=get, args=(base + "/slowprivate",)) for _ in range(2)]
+    threads[0].start()
+    time.sleep(0.15)
+    threads[1].start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert origin.calls["/slowprivate"] == 3
+    assert origin.most_running == 2
 
 
 def test_concurrent_misses_across_servers_call_the_app_once(
