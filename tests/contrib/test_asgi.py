@@ -314,3 +314,41 @@ def test_app_error_is_a_500(redis_url: str, prefix: str) -> None:
 def test_starlette_example(exercise_example: Callable[[str], None]) -> None:
     """examples/asgi_starlette.py serves cached, tagged and private routes as documented."""
     exercise_example("asgi_starlette.py")
+
+
+def test_trailers_are_passed_in_order_and_not_stored(redis_url: str, prefix: str) -> None:
+    """A response with trailers reaches the server as sent (start, body, trailers) and is not stored.
+
+    uvicorn offers no trailers, so the middleware is called directly here.
+    """
+    calls: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(1)
+        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+        await send({"type": "http.response.body", "body": b"hello"})
+        await send({"type": "http.response.trailers", "headers": [(b"x-sum", b"1")], "more_trailers": False})
+
+    async def main() -> list[list[Any]]:
+        async with tc.AsyncCache(tiers=[tc.RedisTier(redis_url)], prefix=prefix) as cache:
+            middleware = CacheMiddleware(app, cache)
+            runs = []
+            for _ in range(2):
+                sent: list[Any] = []
+
+                async def send(message: Any, sent: list[Any] = sent) -> None:
+                    sent.append(message)
+
+                async def receive() -> Any:
+                    return {"type": "http.request", "body": b"", "more_body": False}
+
+                scope = {"type": "http", "method": "GET", "path": "/t", "query_string": b"",
+                         "headers": [(b"host", b"h")]}
+                await middleware(scope, receive, send)
+                runs.append([(m["type"], m.get("trailers"), m.get("body")) for m in sent])
+            return runs
+
+    for run in asyncio.run(main()):
+        assert run == [("http.response.start", True, None), ("http.response.body", None, b"hello"),
+                       ("http.response.trailers", None, None)]
+    assert len(calls) == 2

@@ -49,6 +49,7 @@ class _Recorder:
 
     def __init__(self, rules: Rules, request: Request, send: Send) -> None:
         self.rules, self.request, self.client = rules, request, send
+        self.start: Message = {}
         self.status = 500
         self.headers: Headers = []
         self.chunks: list[bytes] = []
@@ -70,18 +71,24 @@ class _Recorder:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
+            self.start = message
             self.status = int(message["status"])
             self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", ())]
             self.storable = self.rules.storable(self.request, self.status, self.headers) is not None
-            if not self.storable:
+            # A response with trailers is more than status, fields and body: not stored.
+            if message.get("trailers") or not self.storable:
+                self.storable = False
                 await self._start()
             return
         if kind != "http.response.body":
-            # An extension (trailers, pathsend, ...): not something to store.
+            # An extension message (trailers, pathsend, ...): what was held goes first, as sent.
             self.storable = False
             self.cut = True
             if not self.streaming:
                 await self._start()
+                if self.chunks:
+                    await self.client({"type": "http.response.body", "body": b"".join(self.chunks),
+                                       "more_body": not self.complete})
             await self.client(message)
             return
         body = bytes(message.get("body", b""))
@@ -107,7 +114,8 @@ class _Recorder:
         if self.streaming:
             return
         self.streaming = True
-        await self.client({"type": "http.response.start", "status": self.status,
+        # The app's own start message, extension keys (trailers) kept; only the fields change.
+        await self.client({**self.start, "type": "http.response.start", "status": self.status,
                            "headers": _encode(self.rules.outgoing(self.request, self.headers))})
 
     async def finish(self) -> None:
