@@ -17,7 +17,7 @@ from dogpile.testing.fixtures import (
 )
 
 import tiercache as tc
-from tiercache.contrib.dogpile import TiercacheBackend
+from tiercache.contrib.dogpile import RedisMutex, TiercacheBackend
 
 pytestmark = pytest.mark.redis
 
@@ -111,7 +111,7 @@ def test_mutex_excludes_another_process(region_args: dict[str, Any]) -> None:
     mutex = backend.get_mutex("k")
     assert mutex is not None and mutex.acquire()
     code = (
-        "import sys, json; from tiercache.contrib.dogpile import TiercacheBackend\n"
+        "import sys, json; from tiercache.contrib.dogpile import RedisMutex, TiercacheBackend\n"
         "b = TiercacheBackend(json.loads(sys.argv[1]))\n"
         "print(b.get_mutex('k').acquire(False), b.get_mutex('other').acquire(False))\n"
     )
@@ -123,9 +123,12 @@ def test_mutex_excludes_another_process(region_args: dict[str, Any]) -> None:
 
 
 def test_cache_argument_is_used_and_left_open(redis_url: str, prefix: str) -> None:
-    """``cache=`` stores in that Cache's namespace, and closing the backend leaves it open."""
+    """``cache=`` stores in that Cache's namespace, locks on its Redis, and is left open by close()."""
     cache = tc.Cache(tiers=[tc.MemoryTier(maxsize=100), tc.RedisTier(redis_url)], prefix=prefix)
     region = make_region().configure("tiercache", arguments={"cache": cache, "namespace": "mine"})
+    mutex = region.backend.get_mutex("k")
+    assert isinstance(mutex, RedisMutex) and mutex.acquire(False) and mutex.locked()
+    mutex.release()
     region.set("k", "v")
     assert cache.namespace("mine").get("k", tc.MISSING) is not tc.MISSING
     region.backend.close()

@@ -37,6 +37,7 @@ lock behind, and every other process would wait on it forever.
 """
 
 _L1_MAXSIZE = 10_000
+_LOCK_SOCKET_TIMEOUT = 5.0
 
 
 class RedisMutex(CacheMutex):
@@ -91,10 +92,12 @@ class TiercacheBackend(BytesBackend):
       when the region names no ``serializer=``/``deserializer=`` of its own;
       ``tc.MsgpackSerializer()`` by default (pickle never is: a shared
       Redis must not run code it is handed).
-    - ``distributed_lock`` (default True with a Redis tier): ``get_mutex``
+    - ``distributed_lock`` (default True with a Redis): ``get_mutex``
       returns a Redis lock, so one process creates a value while the others
-      wait; False lets dogpile use its in-process mutex. ``lock_timeout``
-      (30 s) and ``lock_sleep`` (0.05 s between tries) tune it.
+      wait; False lets dogpile use its in-process mutex. The lock lives on
+      ``lock_url`` (default: ``url``; with ``cache``, its first
+      ``RedisTier``). ``lock_timeout`` (30 s) and ``lock_sleep`` (0.05 s
+      between tries) tune it.
 
     Values travel as dogpile builds them (its metadata, ``|``, the
     payload), as bytes in the namespace, so every tiercache process shares
@@ -132,12 +135,7 @@ class TiercacheBackend(BytesBackend):
         self.serializer = serializer.dumps
         self.deserializer = self._loads
 
-        redis_tier = next((t for t in cache.tiers if isinstance(t, tc.RedisTier)), None)
-        self._lock_client: Any = None
-        if arguments.get("distributed_lock", redis_tier is not None):
-            if redis_tier is None:
-                raise tc.ConfigurationError("distributed_lock needs a RedisTier in the cache")
-            self._lock_client = redis_tier.client
+        self._lock_client, self._owns_lock_client = _lock_client(arguments, cache, url)
         self._lock_prefix = f"{cache.prefix}:#dogpile-lock:{name}:"
         timeout = arguments.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)
         self._lock_timeout = None if timeout is None else float(timeout)
@@ -201,6 +199,8 @@ class TiercacheBackend(BytesBackend):
 
     def close(self) -> None:
         """Close the cache the backend built from ``url`` (a ``cache`` passed in is left open)."""
+        if self._owns_lock_client:
+            self._lock_client.close()
         if self._owned:
             self.cache.close()
 
@@ -215,6 +215,31 @@ def _cache_from_url(arguments: Mapping[str, Any], url: str) -> tc.Cache:
     tiers: list[tc.Tier] = [tc.MemoryTier(maxsize=maxsize)] if maxsize > 0 else []
     tiers.append(redis_tier)
     return tc.Cache(tiers=tiers, **_only(arguments, ("prefix",)))
+
+
+def _lock_client(arguments: Mapping[str, Any], cache: tc.Cache, url: Any) -> tuple[Any, bool]:
+    """The Redis client of the creation locks (None: dogpile's own mutex), and whether we made it."""
+    wanted = arguments.get("distributed_lock")
+    if wanted is False:
+        return None, False
+    lock_url = arguments.get("lock_url", None if url in (None, "embedded") else url)
+    if lock_url is not None:
+        import redis
+
+        # A client of its own, with a roomier timeout than the tier's: a lock
+        # is waited on for seconds anyway, and a slow Redis moment must not
+        # fail a value's creation.
+        client = redis.Redis.from_url(
+            str(lock_url), socket_timeout=_LOCK_SOCKET_TIMEOUT, socket_connect_timeout=_LOCK_SOCKET_TIMEOUT
+        )
+        return client, True
+    # The embedded server, or a cache passed in without lock_url: its first Redis tier's client.
+    redis_tier = next((t for t in cache.tiers if isinstance(t, tc.RedisTier)), None)
+    if redis_tier is None:
+        if wanted:
+            raise tc.ConfigurationError("distributed_lock needs a Redis: give 'lock_url' or a RedisTier")
+        return None, False
+    return redis_tier.client, False
 
 
 def _only(arguments: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
