@@ -167,6 +167,7 @@ class CacheMiddleware:
                      if not (k.startswith("HTTP_") and Rules.conditional(k[5:].replace("_", "-")))}
         called: list[_Outcome] = []
         failed: list[BaseException] = []
+        filled: list[Key] = []  # keys tiercache stored from the loader's answer
 
         def load(keys: list[tc.Key]) -> dict[tc.Key, Any]:
             try:
@@ -178,7 +179,10 @@ class CacheMiddleware:
             if outcome.entry is None:
                 return {}
             value = self.rules.placements(request, outcome.entry).get(cold)  # type: ignore[arg-type]
-            return {} if value is None or cold is None else {cold: value}
+            if value is None or cold is None:
+                return {}
+            filled.append(cold)
+            return {cold: value}
 
         if cold is not None:
             try:
@@ -199,7 +203,7 @@ class CacheMiddleware:
             outcome = called[0]
             if outcome.entry is not None:
                 self._store({k: v for k, v in self.rules.placements(request, outcome.entry).items()
-                             if k != cold})
+                             if k not in filled})
         else:
             outcome = self._call(forwarded, request)
             if outcome.entry is not None:
