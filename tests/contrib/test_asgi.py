@@ -109,7 +109,7 @@ class Origin:
             headers.append((b"cache-control", b"no-store"))
             self.running += 1
             self.most_running = max(self.most_running, self.running)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.8)
             self.running -= 1
         elif path in ("/stream", "/big", "/events"):
             if path == "/events":
@@ -248,8 +248,10 @@ def test_event_stream_arrives_before_it_ends(base: str, origin: Origin) -> None:
         first = next(parts)
         first_after = time.monotonic() - started
         rest = b"".join(parts)
+    ended_after = time.monotonic() - started
     assert first.startswith(b"A") and rest.endswith(b"|1")
-    assert first_after < 0.5 < time.monotonic() - started  # five 0.2 s pauses follow the first part
+    # Five 0.2 s pauses follow the first part: held back, it would arrive with the last.
+    assert ended_after - first_after >= 0.8
     get(base + "/events")
     assert origin.calls["/events"] == 2
 

@@ -93,7 +93,7 @@ class Origin:
             with self.lock:
                 self.running += 1
                 self.most_running = max(self.most_running, self.running)
-            time.sleep(0.5)
+            time.sleep(0.8)
             with self.lock:
                 self.running -= 1
         elif path in ("/stream", "/big"):
