@@ -289,10 +289,11 @@ def test_body_over_the_limit_is_served_not_stored(base: str, origin: Origin) -> 
 
 
 def test_head_is_cached_without_body(base: str, origin: Origin) -> None:
-    """HEAD is cached apart from GET and answered with no body."""
+    """HEAD is cached apart from GET, answered with no body, and given no ETag of an empty body."""
     first = httpx.head(base + "/page", timeout=10)
     second = httpx.head(base + "/page", timeout=10)
     assert first.status_code == second.status_code == 200 and second.content == b""
+    assert "etag" not in second.headers
     assert origin.calls["/page"] == 1
 
 

@@ -249,7 +249,9 @@ class Rules:
         tags = self._tags(request, headers)
         kept = [[k, v] for k, v in headers
                 if k.lower() not in ("age", "surrogate-key", self.tags_header.lower())]
-        if status == 200 and not header(headers, "etag"):
+        # Not for HEAD: its body is empty, and a hash of nothing would tell
+        # clients a different validator from the GET's.
+        if status == 200 and request.method == "GET" and not header(headers, "etag"):
             kept.append(["ETag", strong_etag(body)])
         if tags:
             kept.append(["Surrogate-Key", " ".join(tags)])
