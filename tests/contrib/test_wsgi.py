@@ -380,3 +380,43 @@ def test_app_error_reaches_the_server(cache: tc.Cache) -> None:
 def test_flask_example(exercise_example: Callable[[str], None]) -> None:
     """examples/wsgi_flask.py serves cached, tagged and private routes as documented."""
     exercise_example("wsgi_flask.py")
+
+
+@pytest.mark.parametrize(
+    ("headers", "ttl"),
+    [
+        ([("Cache-Control", "max-age=10")], 10.0),
+        ([("Cache-Control", 'public, s-maxage="7", max-age=10')], 7.0),
+        ([("Cache-Control", "max-age=0")], None),
+        ([("Cache-Control", "max-age=ten")], None),
+        ([("Cache-Control", "max-age=999999999")], 86_400.0),
+        ([("cache-control", "Private")], None),
+        ([("Cache-Control", 'no-cache="Set-Cookie"')], None),
+        ([("Vary", "Accept, *")], None),
+        ([("Content-Type", "text/event-stream; charset=utf-8")], None),
+        ([("Set-Cookie", "a=1")], None),
+        ([], 30.0),
+    ],
+)
+def test_rules_ttl_table(headers: list[tuple[str, str]], ttl: float | None) -> None:
+    """The TTL the shared rules give each response (None: not stored), beside the server tests."""
+    from tiercache.contrib._http import Rules
+
+    rules = Rules(ttl=30)
+    request = rules.request("GET", "/", [("Host", "h")])
+    assert request is not None
+    assert rules.storable(request, 200, headers) == ttl
+
+
+@pytest.mark.parametrize(
+    ("if_none_match", "status"),
+    [('"a"', 304), ('W/"a"', 304), ('"b", "a"', 304), ("*", 304), ('"b"', 200), ("", 200)],
+)
+def test_rules_if_none_match_table(if_none_match: str, status: int) -> None:
+    """If-None-Match is compared weakly, in lists and with *, against the stored ETag."""
+    from tiercache.contrib._http import Rules
+
+    rules = Rules()
+    request = rules.request("GET", "/", [("If-None-Match", if_none_match)] if if_none_match else [])
+    assert request is not None
+    assert rules.answer(request, 200, [("ETag", '"a"')], b"body").status == status

@@ -197,7 +197,7 @@ class Rules:
     def storable(self, request: Request, status: int, headers: Headers) -> float | None:
         """The TTL to store this response for, or None when it must not be stored."""
         verdict = self._verdict(request, status, headers)
-        return verdict if isinstance(verdict, float) else None
+        return None if isinstance(verdict, str) else verdict
 
     def _verdict(self, request: Request, status: int, headers: Headers) -> float | str:
         """The TTL, or why not: "status" or "request" (may differ next time), "response" (the app said so)."""
@@ -220,8 +220,8 @@ class Rules:
                     ttl = float(int(control[name]))
                 except ValueError:
                     return "response"  # malformed: treat as stale (RFC 9111 section 4.2.1)
-                return min(ttl, self.max_ttl) if ttl > 0 else "response"
-        return self.ttl
+                return float(min(ttl, self.max_ttl)) if ttl > 0 else "response"
+        return float(self.ttl)
 
     def to_store(
         self, request: Request, status: int, headers: Headers, body: bytes, complete: bool
@@ -236,11 +236,11 @@ class Rules:
         time, and for a body cut short.
         """
         verdict = self._verdict(request, status, headers)
-        if verdict == "response" or (isinstance(verdict, float) and len(body) > self.max_body_bytes):
+        if verdict == "response" or (not isinstance(verdict, str) and len(body) > self.max_body_bytes):
             vary = _vary(headers)
             return {"kind": "pass", "stored": self.clock(), "ttl": self.pass_ttl,
                     "vary": [] if "*" in vary else vary}
-        if not isinstance(verdict, float) or not complete:
+        if isinstance(verdict, str) or not complete:
             return None
         return self.entry(request, status, headers, body, verdict)
 
