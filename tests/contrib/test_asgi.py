@@ -354,3 +354,13 @@ def test_trailers_are_passed_in_order_and_not_stored(redis_url: str, prefix: str
         assert run == [("http.response.start", True, None), ("http.response.body", None, b"hello"),
                        ("http.response.trailers", None, None)]
     assert len(calls) == 2
+
+
+def test_a_failing_cache_never_fails_a_request(origin: Origin, prefix: str) -> None:
+    """With Redis unreachable every request is answered, from the app and then from L1 alone."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    with serving(lambda cache: CacheMiddleware(origin, cache), dead, prefix) as url:
+        assert [get(url + "/page").text for _ in range(3)] == ["/page 1"] * 3
+    assert origin.calls["/page"] == 1

@@ -420,3 +420,23 @@ def test_rules_if_none_match_table(if_none_match: str, status: int) -> None:
     request = rules.request("GET", "/", [("If-None-Match", if_none_match)] if if_none_match else [])
     assert request is not None
     assert rules.answer(request, 200, [("ETag", '"a"')], b"body").status == status
+
+
+def _dead_redis_url() -> str:
+    """A Redis URL on a 127.0.0.1 port nothing listens on."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.mark.parametrize("on_tier_error", ["degrade", "raise"])
+def test_a_failing_cache_never_fails_a_request(origin: Origin, on_tier_error: str) -> None:
+    """With Redis unreachable (errors degraded or raised), every request is answered by the app."""
+    tier = tc.RedisTier(_dead_redis_url(), timeout=0.05)
+    with tc.Cache(tiers=[tier], on_tier_error=on_tier_error) as dead, serving(CacheMiddleware(origin, dead)) as url:
+        assert [get(url + "/page").status_code for _ in range(3)] == [200] * 3
+        assert get(url + "/slow").text.startswith("/slow")
+    assert origin.calls["/page"] == 3
