@@ -161,7 +161,7 @@ class Comparison:
     @property
     def ratio_paired(self) -> float:
         """Median of the per-round ratios (each round's two halves ran back to back)."""
-        return statistics.median(o / b for o, b in zip(self.ours, self.baseline))
+        return statistics.median(o / b for o, b in zip(self.ours, self.baseline, strict=True))
 
     def describe(self) -> str:
         return (
@@ -212,7 +212,7 @@ def interleave(
     The order rotates from round to round, so no loop always runs first or
     right after the same neighbour; GC is off for each alike.
     """
-    return interleave_n(loops, calls={name: calls for name in loops}, rounds=rounds,
+    return interleave_n(loops, calls=dict.fromkeys(loops, calls), rounds=rounds,
                         per_loop=per_loop)
 
 

@@ -27,7 +27,7 @@ AsyncLoop = Callable[[int], Awaitable[int]]
 
 
 def make_async_loop(stmt: str, env: dict[str, Any], unroll: int = 1) -> AsyncLoop:
-    """Compile ``async loop(n) -> elapsed ns`` running ``stmt`` (an ``await ...``) ``n * unroll`` times."""
+    """Compile ``async loop(n) -> elapsed ns``, running ``stmt`` (an await) ``n * unroll`` times."""
     loop: AsyncLoop = make_loop(stmt, env, unroll, is_async=True)
     return loop
 
@@ -71,7 +71,7 @@ async def ainterleave(
     """``_harness.interleave`` for coroutine loops; ``calls`` may differ per loop
     (a 1 µs loop and an 80 µs one need not run the same count to be timed well)."""
     names = list(loops)
-    count = calls if isinstance(calls, dict) else {name: calls for name in names}
+    count = calls if isinstance(calls, dict) else dict.fromkeys(names, calls)
     for name in names:
         await loops[name](count[name])
     out: dict[str, list[float]] = {name: [] for name in names}

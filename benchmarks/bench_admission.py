@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tiercache import workloads
+from tiercache.bench import workloads
 from tiercache.tiers.memory import DEFAULT_ADMISSION, MemoryTier
 
 from ._harness import Context, Row, compare, make_loop, timed_row
@@ -294,7 +294,8 @@ def hit_path(ctx: Context) -> list[Row]:
                   ours_label="MemoryTier(tinylfu).lookup", baseline_label="MemoryTier(lru).lookup",
                   notes="resident key; read buffer full between writes (its steady state)"),
         timed_row("l1_admission_hit_path_recorded", recorded, bar=HIT_PATH_BAR,
-                  ours_label="tinylfu lookup + list.clear", baseline_label="lru lookup + list.clear",
+                  ours_label="tinylfu lookup + list.clear",
+                  baseline_label="lru lookup + list.clear",
                   notes="every hit appended to the read buffer (the buffer emptied after each)"),
     ]
 

@@ -124,7 +124,7 @@ def _sync_rows(ctx: Context) -> list[Row]:
             for fn in (ct, lru, dp, repo.ct_user):
                 fn(arg)
         for nsx in (ns, mns):
-            seed(nsx, nsx.tiers[0], {a: VALUE for a in fillers})
+            seed(nsx, nsx.tiers[0], dict.fromkeys(fillers, VALUE))
         for arg in (sarg, iarg):
             for fn in (ours, ct, lru, dp, repo.user, repo.ct_user):
                 fn(arg)
@@ -156,7 +156,7 @@ def _sync_rows(ctx: Context) -> list[Row]:
              None, calls, "context, no bar"),
         ]
         rows = []
-        for name, nsx, ours_loop, arg, ours_label, base, base_label, bar, n, note in cases:
+        for name, nsx, ours_loop, _arg, ours_label, base, base_label, bar, n, note in cases:
             before_runs = runs.n
             l1 = nsx.tier_stats[0]
             before = (l1.hits, l1.misses)
@@ -222,7 +222,7 @@ async def _async_rows(ctx: Context) -> list[Row]:
             for fn in (cw, aio):
                 await fn(a)
         for nsx in (ours.namespace, ours_sync_cache.namespace):  # type: ignore[attr-defined]
-            seed(nsx, nsx.tiers[0], {a: VALUE for a in fillers})
+            seed(nsx, nsx.tiers[0], dict.fromkeys(fillers, VALUE))
         for fn in (ours, ours_sync_cache, cw, aio):
             await fn(arg)
 

@@ -45,13 +45,14 @@ def _timing(ctx: Context, raw: Any) -> Row:
     try:
         ns = cache.namespace("many")
         keys = [f"user:{i}" for i in range(BATCH)]
-        seed(ns, tier, {k: VALUE for k in keys})
+        seed(ns, tier, dict.fromkeys(keys, VALUE))
         rkeys = [f"{ctx.prefix}:raw:many:{i}" for i in range(BATCH)]
         blob = msgpack.packb(VALUE)
-        raw.mset({k: blob for k in rkeys})
+        raw.mset(dict.fromkeys(rkeys, blob))
 
         def hand_written() -> dict[str, Any]:
-            return {k: msgpack.unpackb(v) for k, v in zip(keys, raw.mget(rkeys)) if v is not None}
+            pairs = zip(keys, raw.mget(rkeys), strict=False)
+            return {k: msgpack.unpackb(v) for k, v in pairs if v is not None}
 
         got = ns.get_many(keys)
         assert got == hand_written() and len(got) == BATCH, "both sides must find every key"
@@ -85,7 +86,7 @@ def _round_trips(ctx: Context, raw: Any) -> Row:
     try:
         ns = cache.namespace("manyrt")
         keys = [f"user:{i}" for i in range(BATCH)]
-        seed(ns, tier, {k: VALUE for k in keys})
+        seed(ns, tier, dict.fromkeys(keys, VALUE))
         calls = 20
         sent: list[str] = []
         count_commands(tier, sent)

@@ -45,7 +45,7 @@ def _run(ctx: Context, cache: tc.Cache, redis_tier: tc.RedisTier, where: str) ->
     str_keys = [f"user:{i}" for i in range(ENTRIES)]
     int_keys = list(range(ENTRIES))
     # Into L2, then read once: the L2 hits backfill L1, as in production.
-    seed(ns, redis_tier, {k: VALUE for k in [*str_keys, *int_keys]})
+    seed(ns, redis_tier, dict.fromkeys([*str_keys, *int_keys], VALUE))
     warmed = ns.get_many([*str_keys, *int_keys])
     assert len(warmed) == 2 * ENTRIES, "every key must be readable before timing"
 

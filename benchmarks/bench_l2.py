@@ -57,7 +57,7 @@ def run(ctx: Context) -> list[Row]:
 def _raw_keys(ctx: Context, raw: Any, tag: str, count: int) -> list[str]:
     keys = [f"{ctx.prefix}:raw:{tag}:{i}" for i in range(count)]
     blob = msgpack.packb(VALUE)
-    raw.mset({k: blob for k in keys})
+    raw.mset(dict.fromkeys(keys, blob))
     return keys
 
 
@@ -107,8 +107,8 @@ def _l1_miss(ctx: Context, raw: Any, kept: bool = False) -> Row:
     try:
         ns = cache.namespace("l1miss")
         keys = [f"user:{i}" for i in range(ROTATE)]
-        seed(ns, tier, {k: VALUE for k in keys})
-        assert ns.get_many(keys) == {k: VALUE for k in keys}
+        seed(ns, tier, dict.fromkeys(keys, VALUE))
+        assert ns.get_many(keys) == dict.fromkeys(keys, VALUE)
         rkeys = _raw_keys(ctx, raw, "l1miss", ROTATE)
         rounds, calls = _sizes(ctx)
         ours = make_loop("get(next(keys))", {"get": ns.get, "next": next, "keys": cycle(keys)})

@@ -112,7 +112,7 @@ def _l1_sync(ctx: Context) -> list[Row]:
     try:
         ns = cache.namespace("peers.l1")
         keys = [f"user:{i}" for i in range(ENTRIES)]
-        seed(ns, tier, {k: VALUE for k in keys})
+        seed(ns, tier, dict.fromkeys(keys, VALUE))
         assert len(ns.get_many(keys)) == ENTRIES  # L2 hits backfill L1
         ttl_cache: Any = cachetools.TTLCache(maxsize=MAXSIZE, ttl=TTL)
         region = make_region().configure("dogpile.cache.memory", expiration_time=TTL)
@@ -166,7 +166,7 @@ async def _l1_async(ctx: Context) -> list[Row]:
     try:
         ns = acache.namespace("peers.l1a")
         keys = [f"user:{i}" for i in range(ENTRIES)]
-        seed(ns, tier, {k: VALUE for k in keys})
+        seed(ns, tier, dict.fromkeys(keys, VALUE))
         assert len(await ns.get_many(keys)) == ENTRIES
         for k in keys:
             await cashews.set(k, VALUE, expire=TTL)
@@ -316,19 +316,19 @@ def _l2_sync(ctx: Context) -> list[Row]:
 def _batches_sync(ctx: Context, ns: tc.Namespace, tier: tc.RedisTier, raw: Any,
                   region: Any) -> list[Row]:
     keys = [f"user:{i}" for i in range(BATCH)]
-    seed(ns, tier, {k: VALUE for k in keys})
+    seed(ns, tier, dict.fromkeys(keys, VALUE))
     rkeys = [f"{ctx.prefix}:raw:peersmany:{i}" for i in range(BATCH)]
     raw.mset({k: msgpack.packb(VALUE) for k in rkeys})
-    region.set_multi({k: VALUE for k in keys})
+    region.set_multi(dict.fromkeys(keys, VALUE))
     unpackb = msgpack.unpackb
 
     def hand_written() -> dict[str, Any]:
-        return {k: unpackb(v) for k, v in zip(keys, raw.mget(rkeys)) if v is not None}
+        return {k: unpackb(v) for k, v in zip(keys, raw.mget(rkeys), strict=False) if v is not None}
 
     def dogpile_many() -> list[Any]:
         return region.get_multi(keys)  # type: ignore[no-any-return]
 
-    assert ns.get_many(keys) == hand_written() == dict(zip(keys, dogpile_many()))
+    assert ns.get_many(keys) == hand_written() == dict(zip(keys, dogpile_many(), strict=True))
     loops = {
         OURS: make_loop("gm(keys)", {"gm": ns.get_many, "keys": keys}),
         "mget_decode": make_loop("f()", {"f": hand_written}),
@@ -398,14 +398,17 @@ async def _l2_async(ctx: Context) -> list[Row]:
                   "redis_asyncio_get": "redis.asyncio GET + unpackb",
                   "cashews_redis": "await cashews redis:// get",
                   "aiocache_redis": "await aiocache RedisCache.get"}
-        notes = {"cashews_redis": "cashews pickles values", "aiocache_redis": "msgpack serializer (its MsgPackSerializer, encoding=None)"}
+        notes = {
+            "cashews_redis": "cashews pickles values",
+            "aiocache_redis": "msgpack serializer (its MsgPackSerializer, encoding=None)",
+        }
         rows = _rows("l2_async", results, labels, notes, check)
 
         # Batches, awaited.
         keys = [f"user:{i}" for i in range(BATCH)]
-        seed(ns, tier, {k: VALUE for k in keys})
+        seed(ns, tier, dict.fromkeys(keys, VALUE))
         ckeys = [f"{ctx.prefix}:cashews:many:{i}" for i in range(BATCH)]
-        await cashews.set_many({k: VALUE for k in ckeys}, expire=TTL)
+        await cashews.set_many(dict.fromkeys(ckeys, VALUE), expire=TTL)
         await aio.multi_set([(k, VALUE) for k in keys], ttl=TTL)
         assert len(await ns.get_many(keys)) == BATCH
         assert list(await cashews.get_many(*ckeys)) == [VALUE] * BATCH
@@ -474,7 +477,7 @@ def _decorated_sync(ctx: Context) -> list[Row]:
             fn(arg)
         # tiercache's resident arguments straight into L1 (a miss costs Redis round trips)
         deco_ns = ours.namespace  # type: ignore[attr-defined]
-        seed(deco_ns, deco_ns.tiers[0], {a: VALUE for a in fillers})
+        seed(deco_ns, deco_ns.tiers[0], dict.fromkeys(fillers, VALUE))
         loops = {name: make_loop("f(a)", {"f": fn, "a": arg}, UNROLL) for name, fn in fns.items()}
         fast = ctx.scale(5_000, 500)
         calls = dict.fromkeys(loops, fast)
@@ -521,7 +524,7 @@ async def _decorated_async(ctx: Context) -> list[Row]:
                     await fn(a)
             await fn(arg)
         deco_ns = ours.namespace  # type: ignore[attr-defined]
-        seed(deco_ns, deco_ns.tiers[0], {a: VALUE for a in fillers})
+        seed(deco_ns, deco_ns.tiers[0], dict.fromkeys(fillers, VALUE))
         loops = {name: make_async_loop("await f(a)", {"f": fn, "a": arg}, UNROLL)
                  for name, fn in fns.items()}
         calls = {OURS: ctx.scale(2_000, 200), "cashews_cache": ctx.scale(150, 30),

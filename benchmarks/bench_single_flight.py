@@ -177,7 +177,9 @@ async def _coroutine_cases(ctx: Context, tag: str) -> list[Row]:
             return {"key": key}
         return load
 
-    async def trials(make: Callable[[Counter], Callable[[str], Any]]) -> tuple[list[int], list[str]]:
+    async def trials(
+        make: Callable[[Counter], Callable[[str], Any]],
+    ) -> tuple[list[int], list[str]]:
         counts, errors = [], []
         for trial in range(ctx.scale(TRIALS, 1)):
             counter = Counter()

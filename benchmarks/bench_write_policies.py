@@ -159,7 +159,7 @@ def _revisions() -> Iterator[dict[str, Any]]:
 
 
 def _pace(ours: Callable[[int], int], base: Callable[[int], int], calls: int) -> int:
-    """How many times ``calls`` ours must run to last as long as ``calls`` of the baseline (1-40)."""
+    """How many ``calls`` of ours last as long as ``calls`` of the baseline (1-40)."""
     return max(1, min(40, round(base(calls) / max(1, ours(calls)))))
 
 

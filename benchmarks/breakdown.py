@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         ns1 = with_l1.namespace("bd")
         nsh = hot_l1.namespace("bdh")
         batch = [f"user:{i}" for i in range(100)]
-        seed(ns, l2, {k: VALUE for k in batch})
+        seed(ns, l2, dict.fromkeys(batch, VALUE))
         seed(nsh, l1_big_l2, {"user:1": VALUE, 1: VALUE})
         assert len(nsh.get_many(["user:1", 1])) == 2  # L2 hits backfill L1
         tier_keys = [ns.tier_key(k) for k in batch]
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         blob = l2.client.get(tier_keys[0])
         payload = blob[9:]  # after RedisTier's 9-byte envelope
         raw = msgpack.packb(VALUE)
-        raws = {k: raw for k in batch}
+        raws = dict.fromkeys(batch, raw)
         serializer = ns.serializer
         spare = tc.MemoryTier(maxsize=1, ttl=300)  # a tier of our own to time the L1 pieces on
 

@@ -27,6 +27,8 @@ __all__ = [
     "MsgpackSerializer",
     "PickleSerializer",
     "Serializer",
+    "Signing",
+    "signing_context",
 ]
 
 FORMAT_MSGPACK = 0x01
@@ -56,6 +58,46 @@ class Serializer(Protocol):
     def loads(self, data: bytes) -> Any:
         """Decode bytes from ``dumps``; raise ``SerializationError`` on anything else."""
         ...
+
+
+@runtime_checkable
+class Signing(Protocol):
+    """A serializer that binds each value to where it is stored (capability of a Serializer).
+
+    Checked once at wiring: a namespace whose serializer is ``Signing`` calls
+    ``dumps_for``/``loads_for`` with :func:`signing_context` of the entry
+    instead of ``dumps``/``loads``, so a value copied to another key,
+    namespace or cache prefix is refused.
+    """
+
+    def dumps_for(self, value: Any, context: bytes) -> bytes:
+        """Encode ``value`` bound to ``context``; raise ``SerializationError`` when it cannot be."""
+        ...
+
+    def loads_for(self, data: bytes, context: bytes) -> Any:
+        """Decode bytes bound to ``context``; raise ``SerializationError`` for any other."""
+        ...
+
+
+_CONTEXT_TAG = b"tiercache-entry-v1\x00"
+
+
+def signing_context(prefix: str, namespace: str, key: str) -> bytes:
+    """Return the identity a signed value is bound to: cache prefix, namespace and key.
+
+    ``key`` is the entry's canonical key as it appears in the tier key after
+    ``prefix:namespace:`` (without a version segment): what names the entry
+    whatever version it is stored under. Each part is length-prefixed, so no
+    two different triples give the same bytes, whatever characters they hold;
+    the leading tag keeps these contexts apart from any other use of the HMAC
+    key (the bare ``namespace:key`` contexts of tiercache 0.1 included).
+    """
+    parts = [_CONTEXT_TAG]
+    for part in (prefix, namespace, key):
+        raw = part.encode("utf-8", "surrogatepass")
+        parts.append(len(raw).to_bytes(4, "big"))
+        parts.append(raw)
+    return b"".join(parts)
 
 
 class MsgpackSerializer:
@@ -199,7 +241,8 @@ class JSONSerializer:
         try:
             text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise SerializationError(f"cannot encode {type(value).__name__} as JSON: {exc}") from exc
+            kind = type(value).__name__
+            raise SerializationError(f"cannot encode {kind} as JSON: {exc}") from exc
         return self._header + text.encode("utf-8")
 
     def loads(self, data: bytes) -> Any:
@@ -214,18 +257,23 @@ class JSONSerializer:
 class PickleSerializer:
     """pickle, signed: opt-in, and only with an HMAC key shared by every reader.
 
-    The HMAC-SHA256 over the format byte, the context (a namespace uses the
-    namespace and the key) and the payload is checked with
-    :func:`hmac.compare_digest` before anything is unpickled, so bytes that
-    someone else planted in Redis, or a signed value copied to another key,
-    are refused without being executed.
+    The HMAC-SHA256 over the format byte, the context and the payload is
+    checked with :func:`hmac.compare_digest` before anything is unpickled, so
+    bytes that someone else planted in Redis, or a signed value copied to
+    another key, are refused without being executed. A namespace passes
+    :func:`signing_context` (cache prefix, namespace, key) as the context, so
+    two caches sharing one Redis and one HMAC key (two tenants under two
+    prefixes) refuse each other's values too. ``dumps``/``loads`` sign for the
+    empty context, which no entry of a namespace uses.
     """
 
     format_id = FORMAT_PICKLE
     _header = bytes([FORMAT_PICKLE])
     _digest_size = hashlib.sha256().digest_size
 
-    def __init__(self, *, hmac_key: bytes | None = None, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
+    def __init__(
+        self, *, hmac_key: bytes | None = None, protocol: int = pickle.HIGHEST_PROTOCOL
+    ) -> None:
         if not isinstance(hmac_key, bytes) or len(hmac_key) < 16:
             raise ConfigurationError("PickleSerializer needs hmac_key=: at least 16 bytes")
         self._key = hmac_key
@@ -257,7 +305,11 @@ class PickleSerializer:
         return self.loads_for(data, b"")
 
     def dumps_for(self, value: Any, context: bytes) -> bytes:
-        """Encode ``value`` signed for ``context`` (the namespace and key it is stored under)."""
+        """Encode ``value`` signed for ``context``, :func:`signing_context` of its entry.
+
+        Raises:
+            SerializationError: ``value`` cannot be pickled.
+        """
         try:
             payload = pickle.dumps(value, protocol=self._protocol)
         except Exception as exc:  # pickling can raise nearly anything
@@ -265,7 +317,12 @@ class PickleSerializer:
         return self._header + self._sign(payload, context) + payload
 
     def loads_for(self, data: bytes, context: bytes) -> Any:
-        """Decode bytes signed for ``context``; refuse (unread) any other signature."""
+        """Decode bytes signed for ``context``; refuse (unread) any other signature.
+
+        Raises:
+            SerializationError: not a pickle value, signed for another context
+                or key (nothing is unpickled), or the payload cannot be unpickled.
+        """
         if not data or data[0] != FORMAT_PICKLE:
             raise SerializationError("not a tiercache pickle value (format byte mismatch)")
         start = 1 + self._digest_size
@@ -273,6 +330,7 @@ class PickleSerializer:
         if not hmac.compare_digest(signature, self._sign(payload, context)):
             raise SerializationError("pickle value has a bad signature; refused unread")
         try:
-            return pickle.loads(payload)
+            # Only after the HMAC matched: these bytes are ours, not a stranger's.
+            return pickle.loads(payload)  # noqa: S301
         except Exception as exc:
             raise SerializationError(f"cannot unpickle value: {exc}") from exc

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +18,13 @@ import pytest
 from conftest import shared_trace
 
 UNREACHABLE_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:1/x"
+PASSWORD = "pw-9f3c1e7ab2"  # nothing else in a run's output can contain it by chance
 
 
 def bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m tiercache.cli bench ARGS`` and capture its output."""
+    """Run ``python -m tiercache.bench bench ARGS`` and capture its output."""
     return subprocess.run(
-        [sys.executable, "-m", "tiercache.cli", "bench", *args],
+        [sys.executable, "-m", "tiercache.bench", "bench", *args],
         capture_output=True, text=True, timeout=timeout, check=False,
     )
 
@@ -103,7 +109,8 @@ def test_trace_workload_runs(name: str) -> None:
 def test_loop_trace_defeats_lru_l1_but_not_the_optimum() -> None:
     """The LIRS loop (1,011 keys round and round) gives an LRU of 1,000 entries no hit at all."""
     path = trace_path("lirs_loop.trace.gz")
-    report = bench_json("--workload", f"trace:{path}", "--requests", "4000", "--l1-admission", "lru")
+    report = bench_json("--workload", f"trace:{path}", "--requests", "4000",
+                        "--l1-admission", "lru")
     assert report["layers"]["L1"]["hits"] == 0
     assert report["reference"]["lru_hit_ratio"] == 0.0
     assert report["reference"]["belady_hit_ratio"] > 0.5
@@ -219,7 +226,7 @@ def test_plot_without_matplotlib_names_the_extra() -> None:
     """--plot with matplotlib missing: one line naming tiercache[bench], exit status 2."""
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
-        "from tiercache.cli import main\n"
+        "from tiercache.bench.cli import main\n"
         "raise SystemExit(main(['bench', '--requests', '10', '--plot', 'x.png']))\n"
     )
     done = subprocess.run(
@@ -242,13 +249,120 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 def test_version_and_missing_command() -> None:
     """--version prints the version; no command at all is a one-line usage error."""
     done = subprocess.run(
-        [sys.executable, "-m", "tiercache.cli", "--version"],
+        [sys.executable, "-m", "tiercache.bench", "--version"],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert done.returncode == 0 and done.stdout.startswith("tiercache ")
     done = subprocess.run(
-        [sys.executable, "-m", "tiercache.cli"], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "tiercache.bench"], capture_output=True, text=True, timeout=60,
         check=False,
     )
     assert_one_line_error(done)
     assert done.returncode == 2
+
+
+@pytest.fixture
+def redis_with_password(redis_url: str, tmp_path: Path) -> Iterator[int]:
+    """A redis-server of the test's own that requires PASSWORD; its port. Stopped by pid."""
+    import redis
+
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("redis-server is missing")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path), "--requirepass", PASSWORD, "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, password=PASSWORD, socket_timeout=0.5,
+                         socket_connect_timeout=0.5, retry=None)
+    try:
+        for _ in range(500):  # up to ~10 s for the server to answer
+            try:
+                if client.ping():
+                    break
+            except redis.RedisError:
+                if proc.poll() is not None:
+                    pytest.fail("redis-server exited at start")
+                with socket.socket() as probe:
+                    probe.settimeout(0.02)
+                    probe.connect_ex(("127.0.0.1", port))
+        else:
+            pytest.fail("redis-server did not answer")
+        yield port
+    finally:
+        client.close()
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+
+
+def assert_no_password(done: subprocess.CompletedProcess[str]) -> None:
+    """The run's whole output (stdout, and stderr where the logs go) never holds PASSWORD."""
+    assert PASSWORD not in done.stdout
+    assert PASSWORD not in done.stderr
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("form", ["userinfo", "query"])
+def test_redis_password_never_appears_in_the_output(redis_with_password: int, form: str) -> None:
+    """bench --redis with a password: the table, the JSON and the logs show *** instead."""
+    port = redis_with_password
+    url = (f"redis://:{PASSWORD}@127.0.0.1:{port}/0" if form == "userinfo"
+           else f"redis://127.0.0.1:{port}/0?password={PASSWORD}")
+    done = bench("--json", "--redis", url, "--requests", "300", "--keys", "100", "--l1-size", "10")
+    assert done.returncode == 0, done.stderr
+    assert_no_password(done)
+    report = json.loads(done.stdout)
+    assert report["layers"]["L2"]["hits"] > 0  # the password did reach the server
+    assert "***" in report["config"]["l2"]
+    done = bench("--redis", url, "--requests", "300", "--keys", "100")
+    assert done.returncode == 0, done.stderr
+    assert_no_password(done)
+    assert "***" in done.stdout
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("form", ["userinfo", "query"])
+def test_wrong_redis_password_error_does_not_repeat_it(
+    redis_with_password: int, form: str
+) -> None:
+    """A refused password: a one-line error naming the server, without the password."""
+    port, wrong = redis_with_password, PASSWORD + "x"
+    url = (f"redis://:{wrong}@127.0.0.1:{port}/0" if form == "userinfo"
+           else f"redis://127.0.0.1:{port}/0?password={wrong}")
+    done = bench("--redis", url, "--requests", "10")
+    assert_one_line_error(done)
+    assert_no_password(done)
+    assert f"127.0.0.1:{port}" in done.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("form", ["userinfo", "query"])
+def test_store_password_never_appears_in_the_output(postgres_url: str, form: str) -> None:
+    """bench --store with a password (trust auth ignores it): the output shows *** instead."""
+    url = (postgres_url.replace("postgres@", f"postgres:{PASSWORD}@") if form == "userinfo"
+           else f"{postgres_url}?password={PASSWORD}")
+    assert PASSWORD in url
+    done = bench("--json", "--store", url, "--requests", "200", "--keys", "100")
+    assert done.returncode == 0, done.stderr
+    assert_no_password(done)
+    assert "***" in json.loads(done.stdout)["config"]["store"]["url"]
+
+
+def test_store_url_refused_by_sqlalchemy_does_not_repeat_its_password() -> None:
+    """An unparsable store URL: a one-line usage error without the password."""
+    done = bench("--store", f"postgresql+psycopg://u:{PASSWORD}@h:notaport/db", "--requests", "10")
+    assert_one_line_error(done)
+    assert_no_password(done)
+
+
+def test_console_script_runs_the_bench_cli() -> None:
+    """The installed `tiercache` command is tiercache.bench.cli:main."""
+    script = Path(sys.executable).parent / "tiercache"
+    done = subprocess.run([str(script), "--version"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("tiercache "), done.stderr

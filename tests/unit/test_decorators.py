@@ -410,31 +410,37 @@ def test_ttl_is_honoured_on_the_fake_clock(cache: tc.Cache, clock: FakeClock) ->
 # -- soft expiry: stale_while_revalidate, stale_if_error -----------------------------
 
 
-def test_stale_while_revalidate_serves_old_value_and_refreshes_once() -> None:
+def test_stale_while_revalidate_serves_old_value_and_refreshes_once(
+    cache: tc.Cache, clock: FakeClock
+) -> None:
     """After ttl the old value is served at once while ONE background call refreshes it."""
     calls: list[int] = []
     lock = threading.Lock()
+    refresh_started, release_refresh = threading.Event(), threading.Event()
 
-    with tc.Cache(tiers=[tc.MemoryTier()]) as c:
+    @cache.cached(ttl=0.2, stale_while_revalidate=30)
+    def f(x: int) -> int:
+        with lock:
+            calls.append(x)
+            n = len(calls)
+        if n > 1:
+            refresh_started.set()
+            # The refresh stays in flight until the test lets it go: a read that
+            # waited for it would get 2 (after WAIT seconds), not the stale 1.
+            release_refresh.wait(WAIT)
+        return n
 
-        @c.cached(ttl=0.2, stale_while_revalidate=30)
-        def f(x: int) -> int:
-            with lock:
-                calls.append(x)
-                n = len(calls)
-            if n > 1:
-                time.sleep(0.1)  # a slow refresh: every call below lands during it
-            return n
-
-        assert f(1) == 1
-        time.sleep(0.3)
-        started = time.monotonic()
-        served = [f(1) for _ in range(20)]
-        assert time.monotonic() - started < 0.1, "stale reads waited for the refresh"
-        assert served == [1] * 20
-        assert wait_until(lambda: f(1) == 2)
-        time.sleep(0.05)
-        assert len(calls) == 2, f"{len(calls) - 1} refreshes ran, not one"
+    assert f(1) == 1
+    clock.advance(0.3)
+    served = [f(1) for _ in range(20)]
+    assert refresh_started.wait(WAIT), "no background refresh started"
+    assert served == [1] * 20, "stale reads waited for the refresh"
+    release_refresh.set()
+    assert wait_until(lambda: f(1) == 2)
+    for thread in threading.enumerate():  # any refresh that was started has ended
+        if thread.name == "tiercache-refresh":
+            thread.join(WAIT)
+    assert len(calls) == 2, f"{len(calls) - 1} refreshes ran, not one"
 
 
 def test_async_stale_while_revalidate_refreshes_once_in_the_background() -> None:

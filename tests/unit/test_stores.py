@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,95 @@ def test_namespace_tables_never_collide() -> None:
     assert all(len(table) <= 63 for table in tables)
     with pytest.raises(ConfigurationError):
         namespace_table("bad:name")
+
+
+def _hash_look_alike(namespace: str) -> str:
+    """The plain namespace name spelled like ``namespace``'s folded-plus-hash table."""
+    return namespace_table(namespace).removeprefix("tiercache_")
+
+
+def test_a_plain_name_never_takes_a_hashed_names_table() -> None:
+    """A plain name equal to another name's folded-plus-hash form gets another table."""
+    for name in ["a-b", "A_b", "Users", "x" * 64, "a.b-c"]:
+        look_alike = _hash_look_alike(name)
+        assert namespace_table(look_alike) != namespace_table(name)
+        assert len(namespace_table(look_alike)) <= 63
+
+
+def test_sqlite_look_alike_namespaces_do_not_share_rows(tmp_path: Path) -> None:
+    """Two namespaces whose names once mapped to one SQLite table keep their rows apart."""
+    store = SQLiteStore(tmp_path / "x.db")
+    hashed, plain = store.bind("a-b"), store.bind(_hash_look_alike("a-b"))
+    hashed.save_many({"k": "hashed"})
+    assert plain.load_many(["k"]) == {}
+    plain.save_many({"k": "plain"})
+    assert hashed.load_many(["k"]) == {"k": "hashed"}
+    store.close()
+
+
+@pytest.fixture
+def pg_engine(postgres_url: str) -> Iterator[sa.Engine]:
+    """An engine on the real PostgreSQL."""
+    engine = sa.create_engine(postgres_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_look_alike_namespaces_do_not_share_rows(
+    postgres_url: str, pg_engine: sa.Engine
+) -> None:
+    """Two namespaces whose names once mapped to one PostgreSQL table keep their rows apart."""
+    name = f"t{uuid.uuid4().hex[:8]}-ns"  # a fresh pair of tables for this run
+    store = SQLStore(postgres_url)
+    hashed, plain = store.bind(name), store.bind(_hash_look_alike(name))
+    tables = {hashed.table, plain.table}  # type: ignore[attr-defined]
+    try:
+        hashed.save_many({"k": "hashed"})
+        assert plain.load_many(["k"]) == {}
+        plain.save_many({"k": "plain"})
+        assert hashed.load_many(["k"]) == {"k": "hashed"}
+    finally:
+        store.close()
+        for table in tables:
+            sa.Table(table, sa.MetaData()).drop(pg_engine, checkfirst=True)
+
+
+def _open_new_files(paths: list[str], barrier: Any, results: Any) -> None:
+    """Child process: open each new database together with the others; report failures."""
+    failures = []
+    for path in paths:
+        barrier.wait(60)
+        try:
+            store = SQLiteStore(path)
+            store.bind("users").save_many({"k": 1})
+            store.close()
+        except TiercacheError as exc:
+            failures.append(f"{path}: {exc}")
+    results.put(failures)
+
+
+def test_sqlite_processes_opening_one_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Processes that open the same new SQLite file at the same moment never see 'locked'."""
+    processes, files = 6, 100  # the old code failed 1-2% of these 600 opens
+    ctx = multiprocessing.get_context("spawn")
+    paths = [str(tmp_path / f"new{i}.db") for i in range(files)]
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    children = [ctx.Process(target=_open_new_files, args=(paths, barrier, results))
+                for _ in range(processes)]
+    for child in children:
+        child.start()
+    try:
+        failures = [f for _ in children for f in results.get(timeout=90)]
+    finally:
+        for child in children:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+                child.join(10)
+    assert failures == []
+    for path in paths:
+        assert SQLiteStore(path).bind("users").load_many(["k"]) == {"k": 1}
 
 
 def test_table_of_another_shape_is_refused(tmp_path: Path) -> None:
@@ -279,6 +371,37 @@ def test_sql_and_sqlite_stores_read_each_others_tables(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg://u:pw-7c1d@127.0.0.1:notaport/db",
+     "nosuchdialect://u:pw-7c1d@127.0.0.1/db",
+     "postgresql+psycopg://u@127.0.0.1:notaport/db?password=pw-7c1d"],
+)
+def test_sql_refused_url_error_does_not_repeat_its_password(url: str) -> None:
+    """The ConfigurationError for a URL SQLAlchemy refuses shows *** for the password."""
+    with pytest.raises(ConfigurationError) as info:
+        SQLStore(url)
+    assert "pw-7c1d" not in str(info.value)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("secret", ["userinfo", "query"])
+def test_sql_store_repr_hides_the_password(
+    postgres_url: str, pg_engine: sa.Engine, secret: str
+) -> None:
+    """repr/str of a store on a URL with a password (trust auth ignores it) show ***."""
+    url = (postgres_url.replace("postgres@", "postgres:pw-7c1d@") if secret == "userinfo"
+           else f"{postgres_url}?password=pw-7c1d")
+    table = f"t{uuid.uuid4().hex[:12]}"
+    store = SQLStore(url, table=table)
+    try:
+        for text in (repr(store), str(store)):
+            assert "pw-7c1d" not in text and "***" in text
+    finally:
+        store.close()
+        sa.Table(table, sa.MetaData()).drop(pg_engine, checkfirst=True)
+
+
 @pytest.mark.postgres
 def test_postgres_unreachable_is_a_store_error() -> None:
     """A server that refuses the connection raises StoreError, not a driver error."""
@@ -362,14 +485,16 @@ def test_function_store_prefers_the_batch_functions() -> None:
 
 def test_function_store_load_many_must_return_a_mapping() -> None:
     """A load_many= returning something other than a mapping is a StoreError."""
-    bad: Any = lambda keys: [1, 2]
+    def bad(keys: Any) -> Any:
+        return [1, 2]
+
     with pytest.raises(StoreError, match="mapping"):
         FunctionStore(load_many=bad).load_many(["k"])
 
 
 def test_function_store_treats_missing_entries_as_absent() -> None:
     """load_many entries whose value is MISSING are left out of the result."""
-    store = FunctionStore(load_many=lambda keys: {key: MISSING for key in keys})
+    store = FunctionStore(load_many=lambda keys: dict.fromkeys(keys, MISSING))
     assert store.load_many(["k"]) == {}
     assert store.load("k") is MISSING
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from conftest import shared_trace
 
+from tiercache.bench.workloads import belady_hit_ratio, lru_hit_ratio, trace, zipf
 from tiercache.errors import ConfigurationError
-from tiercache.workloads import belady_hit_ratio, lru_hit_ratio, trace, zipf
 
 # ARC paper (Megiddo & Modha, FAST 2003), Table IV: LRU hit ratios (%) on OLTP.
 PUBLISHED_OLTP_LRU = {1000: 32.83, 2000: 42.47, 5000: 53.65, 10000: 60.70, 15000: 64.63}

@@ -1,1 +1,1 @@
-"""Optional integrations, one module each; each imports its framework lazily."""
+"""Integrations with other libraries, each an optional extra imported only by its own module."""

@@ -115,7 +115,7 @@ class FunctionStore(BaseStore):
         if not keys:
             return {}
         if self._load_many is None:
-            assert self._load is not None  # guaranteed by __init__
+            assert self._load is not None  # noqa: S101 - for mypy; __init__ requires a loader
             found: dict[Key, Any] = {}
             for key in keys:
                 value = _call("load", self._load, key)

@@ -11,18 +11,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
+from .._redact import redact
 from .._types import Key
 from ..errors import ConfigurationError, StoreError
 from ..keys import encode_key
 from ..serialization import Serializer
+from ._table import DEFAULT_TABLE, check_table, namespace_table
 from .base import BaseStore, Store
-from .sqlite import (
-    DEFAULT_TABLE,
-    check_serializer,
-    check_table,
-    chunked,
-    namespace_table,
-)
+from .sqlite import check_serializer, chunked
 
 if TYPE_CHECKING:
     from sqlalchemy import URL, Engine, Table
@@ -127,7 +123,8 @@ class SQLStore(BaseStore):
         return self._shared.engine
 
     def __repr__(self) -> str:
-        url = self._shared.engine.url.render_as_string(hide_password=True)
+        # hide_password masks the userinfo only; redact masks ?password= too.
+        url = redact(self._shared.engine.url.render_as_string(hide_password=True))
         return f"SQLStore({url!r}, table={self.table!r})"
 
     @contextmanager
@@ -211,7 +208,7 @@ class SQLStore(BaseStore):
         """Return ``namespace``'s sibling store, or this store when ``table=`` was given.
 
         The sibling shares this store's engine and serializer and owns the
-        table :func:`~tiercache.stores.sqlite.namespace_table` names, created
+        table :func:`~tiercache.stores._table.namespace_table` names, created
         when absent; binding one namespace twice returns the same sibling.
 
         Raises:
@@ -276,8 +273,10 @@ def _create_engine(url: str | URL) -> Engine:
                 parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
         return sa.create_engine(parsed)
-    except (sa.exc.ArgumentError, ImportError) as exc:
-        raise ConfigurationError(f"SQLStore cannot use {url!r}: {exc}") from exc
+    except (sa.exc.ArgumentError, ValueError, ImportError) as exc:
+        # ValueError: a port that is no number. SQLAlchemy's messages repeat the URL.
+        shown = redact(url if isinstance(url, str) else url.render_as_string(hide_password=True))
+        raise ConfigurationError(f"SQLStore cannot use {shown!r}: {redact(str(exc))}") from exc
 
 
 def _define_table(name: str) -> Table:

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from .._types import Key
 from ..errors import ConfigurationError, StoreError
-from ..keys import check_name, encode_key
+from ..keys import encode_key
 from ..serialization import MsgpackSerializer, Serializer
+from ._table import DEFAULT_TABLE, check_table, namespace_table
 from .base import BaseStore, Store
 
 __all__ = ["CHUNK_SIZE", "DEFAULT_TABLE", "SQLiteStore"]
-
-DEFAULT_TABLE = "tiercache"
-"""Table of a store created without ``table=``; its namespaces get ``tiercache_<name>``."""
 
 CHUNK_SIZE = 500
 """Keys per ``IN (...)`` list: well under every database's bound-parameter limit."""
@@ -29,46 +26,9 @@ CHUNK_SIZE = 500
 DEFAULT_TIMEOUT = 5.0
 """Seconds an SQLite call waits for another connection's lock before failing."""
 
-_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
-_PLAIN_NAMESPACE = re.compile(r"[a-z0-9_]{1,53}\Z")  # "tiercache_" + 53 = 63 characters
+_SQLITE_BUSY = 5  # sqlite3.SQLITE_BUSY, which Python 3.10 does not define
 
 T = TypeVar("T")
-
-
-def check_table(table: object) -> str:
-    """Validate a table name: an SQL identifier of at most 63 characters.
-
-    Raises:
-        ConfigurationError: the name is not ``[A-Za-z_][A-Za-z0-9_]{0,62}``, or
-            it starts with ``sqlite_`` (reserved by SQLite).
-    """
-    if not isinstance(table, str) or not _TABLE.match(table) or table.lower().startswith("sqlite_"):
-        raise ConfigurationError(
-            "table must be 1-63 characters of A-Z a-z 0-9 _, not starting with a digit "
-            f"or 'sqlite_', got {table!r}"
-        )
-    return table
-
-
-def namespace_table(namespace: str) -> str:
-    """Return the table of ``namespace``'s sibling of a store on the default table.
-
-    A namespace of lowercase letters, digits and ``_`` (53 at most) gets
-    ``tiercache_<namespace>``. Any other name would collide with another
-    after ``-``/``.`` become ``_`` (``a-b``, ``a.b``, ``a_b``), or after case
-    folding (SQLite and MySQL compare table names case-insensitively), or be
-    truncated (PostgreSQL keeps 63 bytes): it gets the folded name plus a
-    hash of the original, ``tiercache_a_b_<12 hex>``.
-
-    Raises:
-        ConfigurationError: ``namespace`` is not a valid namespace name.
-    """
-    check_name("namespace", namespace)
-    if _PLAIN_NAMESPACE.match(namespace):
-        return f"{DEFAULT_TABLE}_{namespace}"
-    folded = namespace.lower().replace("-", "_").replace(".", "_")
-    digest = hashlib.sha256(namespace.encode()).hexdigest()[:12]
-    return f"{DEFAULT_TABLE}_{folded[:40]}_{digest}"
 
 
 def check_serializer(serializer: Serializer | None) -> Serializer:
@@ -157,11 +117,13 @@ class SQLiteStore(BaseStore):
         self._compile()
 
     def _compile(self) -> None:
-        quoted = f'"{self.table}"'  # check_table admits no quote, so this is safe
-        self._select = f"SELECT key, value FROM {quoted} WHERE key IN "
-        self._delete = f"DELETE FROM {quoted} WHERE key IN "
+        # An identifier cannot be a bound parameter. check_table admits only
+        # [A-Za-z0-9_], so the quoted name cannot end the string (S608 checked).
+        quoted = f'"{self.table}"'
+        self._select = f"SELECT key, value FROM {quoted} WHERE key IN "  # noqa: S608
+        self._delete = f"DELETE FROM {quoted} WHERE key IN "  # noqa: S608
         self._upsert = (
-            f"INSERT INTO {quoted} (key, value) VALUES (?, ?) "
+            f"INSERT INTO {quoted} (key, value) VALUES (?, ?) "  # noqa: S608
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
         )
 
@@ -323,11 +285,42 @@ def _connect(path: str, timeout: float) -> sqlite3.Connection:
         raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
     try:
         if path not in ("", ":memory:"):
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn, timeout)
     except sqlite3.Error as exc:
         conn.close()
         raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch the database to WAL, waiting up to ``timeout`` for other processes' locks.
+
+    SQLite does not always run its busy handler for this switch: a process
+    opening a new file while another process switches (or closes) it gets
+    "database is locked" at once, whatever ``timeout`` says. So a busy
+    answer is retried here, with a short backoff, until ``timeout`` has
+    passed. The deadline is wall-clock connection setup, not cache time, so
+    it reads the monotonic clock itself.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """True for SQLITE_BUSY (another connection holds the lock)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return bool(code & 0xFF == _SQLITE_BUSY)  # extended codes keep it in the low byte
+    return "database is locked" in str(exc)
 
 
 def _create_table(conn: sqlite3.Connection, table: str) -> None:

@@ -29,15 +29,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from . import __version__
-from ._bench_report import build_report, draw_plot, print_table
-from .cache import Cache
-from .errors import ConfigurationError, StoreError, TiercacheError, TierUnavailable
-from .namespace import Namespace
-from .stores.base import Store
-from .stores.sqlite import SQLiteStore
-from .tiers.memory import MemoryTier
-from .tiers.redis import RedisTier
+from .. import __version__
+from .._redact import redact
+from ..cache import Cache
+from ..errors import ConfigurationError, StoreError, TiercacheError, TierUnavailable
+from ..namespace import Namespace
+from ..stores.base import Store
+from ..stores.sqlite import SQLiteStore
+from ..tiers.memory import MemoryTier
+from ..tiers.redis import RedisTier
+from .report import build_report, draw_plot, print_table
 from .workloads import trace, zipf
 
 __all__ = ["main"]
@@ -164,7 +165,9 @@ def _seconds(text: str) -> float:
 
 
 @dataclass
-class _Options:
+class Options:
+    """The checked options of one run and its key stream (what the report describes)."""
+
     workload: str
     stream: list[int]
     writes: list[bool]
@@ -179,7 +182,7 @@ class _Options:
     l1_admission: str | None = None
 
 
-def _options(args: argparse.Namespace) -> _Options:
+def _options(args: argparse.Namespace) -> Options:
     """Check the options that argparse cannot and build the key stream.
 
     Raises:
@@ -212,12 +215,12 @@ def _options(args: argparse.Namespace) -> _Options:
     rng = random.Random(args.seed + 1)  # its own stream: the keys do not shift with the ratio
     ratio = args.write_ratio
     writes = [rng.random() < ratio for _ in stream] if ratio else [False] * len(stream)
-    return _Options(args.workload, stream, writes, keys, args.l1_size, args.l2_ttl, args.redis,
-                    args.store, args.seed, args.json, args.plot, args.l1_admission)
+    return Options(args.workload, stream, writes, keys, args.l1_size, args.l2_ttl, args.redis,
+                   args.store, args.seed, args.json, args.plot, args.l1_admission)
 
 
 @dataclass
-class _Run:
+class Run:
     """What one bench run measured: per layer, nanoseconds of the reads it answered."""
 
     served: dict[str, list[int]] = field(
@@ -227,7 +230,7 @@ class _Run:
     seconds: float = 0.0
 
 
-def _bench(opts: _Options) -> int:
+def _bench(opts: Options) -> int:
     err = Console(stderr=True)
     warnings: list[str] = []
     prefix = f"tcbench-{uuid.uuid4().hex[:12]}"
@@ -288,12 +291,12 @@ def _quietly(warnings: list[str], what: str, fn: Callable[..., Any], *args: Any)
 
 
 def _redis_tier(
-    opts: _Options, cleanup: ExitStack, warnings: list[str], prefix: str
+    opts: Options, cleanup: ExitStack, warnings: list[str], prefix: str
 ) -> tuple[RedisTier, str]:
     if opts.redis is None:
         return RedisTier.embedded(ttl=opts.l2_ttl), "embedded Redis"
     tier = RedisTier(opts.redis, ttl=opts.l2_ttl)
-    label = _redact(opts.redis)
+    label = redact(opts.redis)
     cleanup.callback(_quietly, warnings, "closing Redis", tier.close)
     # RedisTier reads around a dead server without a word; a bench on one would measure nothing.
     if not tier.ping():
@@ -305,15 +308,6 @@ def _redis_tier(
     return tier, label
 
 
-def _redact(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not (sep and at and ":" in credentials):
-        return url
-    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
-
-
 def _remove_keys(url: str, prefix: str) -> None:
     """Remove every key the run left under its prefix (entries, leases, the bus stream)."""
     sweeper = RedisTier(url, timeout=5.0)
@@ -323,7 +317,7 @@ def _remove_keys(url: str, prefix: str) -> None:
         sweeper.close()
 
 
-def _store(opts: _Options, cleanup: ExitStack, warnings: list[str]) -> tuple[Store, dict[str, Any]]:
+def _store(opts: Options, cleanup: ExitStack, warnings: list[str]) -> tuple[Store, dict[str, Any]]:
     """The run's store on a table of its own, and its cleanup (closed, table dropped)."""
     table = "tiercache_bench_" + uuid.uuid4().hex[:12]
     url = opts.store
@@ -340,7 +334,7 @@ def _store(opts: _Options, cleanup: ExitStack, warnings: list[str]) -> tuple[Sto
                          existed)
         cleanup.callback(_quietly, warnings, "closing the store", store.close)
         return store, {"kind": "SQLiteStore", "url": path, "table": table, "dropped": True}
-    from .stores.sql import SQLStore
+    from ..stores.sql import SQLStore
 
     target, shown = _sql_url(url)
     try:
@@ -388,12 +382,13 @@ def _sql_url(url: str) -> tuple[Any, str]:
     try:
         import sqlalchemy as sa
     except ImportError:
-        return url, _redact(url)  # SQLStore explains how to install SQLAlchemy
+        return url, redact(url)  # SQLStore explains how to install SQLAlchemy
     try:
         parsed = sa.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise ConfigurationError(f"--store: not a database URL: {url!r}") from exc
-    shown = parsed.render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError) as exc:  # ValueError: a port that is no number
+        raise ConfigurationError(f"--store: not a database URL: {redact(url)!r}") from exc
+    # hide_password masks the userinfo only; redact masks ?password= too.
+    shown = redact(parsed.render_as_string(hide_password=True))
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT)})
     return parsed, shown
@@ -423,13 +418,13 @@ def _populate(store: Store, stream: list[int], progress: Progress) -> None:
         progress.advance(task, len(chunk))
 
 
-def _drive(ns: Namespace, opts: _Options, progress: Progress) -> _Run:
+def _drive(ns: Namespace, opts: Options, progress: Progress) -> Run:
     """Run the requests; each read is timed and classified by the layer that answered it.
 
     The layer is the one whose hit counter moved during the read: a few
     attribute reads per request, cheap next to the read itself.
     """
-    run = _Run()
+    run = Run()
     names = {k: str(k) for k in set(opts.stream)}
     l1, l2, st = ns.tier_stats[0], ns.tier_stats[1], ns.store_stats
     served_l1, served_l2, served_store, absent = (run.served[k] for k in (*_LAYERS, "absent"))

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from .. import __version__
 from .workloads import belady_hit_ratio, lru_hit_ratio
 
 if TYPE_CHECKING:
-    from .cli import _Options, _Run
+    from .cli import Options, Run
 
 __all__ = ["build_report", "draw_plot", "print_table"]
 
@@ -30,7 +30,7 @@ def _percentile(samples: list[int], q: float) -> float | None:
 
 
 def build_report(
-    opts: _Options, stats: dict[str, Any], run: _Run, l2_label: str,
+    opts: Options, stats: dict[str, Any], run: Run, l2_label: str,
     store_info: dict[str, Any], prefix: str,
 ) -> dict[str, Any]:
     tiers = list(stats["tiers"].values())

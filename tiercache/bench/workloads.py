@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import IO
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 __all__ = ["belady_hit_ratio", "lru_hit_ratio", "trace", "zipf"]
 

@@ -1,0 +1,1 @@
+"""``tiercache bench``: the command (``cli``), its report and the workloads it runs."""
