@@ -1,4 +1,4 @@
-"""A Starlette app behind tiercache's ASGI response cache: python examples/asgi_starlette.py --port 8000."""
+"""A Starlette app behind tiercache's ASGI response cache: python examples/asgi_starlette.py."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ async def now(request: Request) -> Response:
 async def user(request: Request) -> Response:
     """Tagged: the Surrogate-Key header lets a CDN (and tiercache) purge by user."""
     uid = request.path_params["uid"]
-    return JSONResponse({"id": uid, "at": time.time()}, headers={"X-Cache-Tags": f"user:{uid} users"})
+    return JSONResponse(
+        {"id": uid, "at": time.time()}, headers={"X-Cache-Tags": f"user:{uid} users"}
+    )
 
 
 async def me(request: Request) -> Response:
@@ -59,7 +61,9 @@ def main() -> None:
     parser.add_argument("--redis", default=None, help="Redis URL (default: embedded)")
     parser.add_argument("--prefix", default="example")
     args = parser.parse_args()
-    uvicorn.run(create_app(args.redis, args.prefix), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        create_app(args.redis, args.prefix), host=args.host, port=args.port, log_level="warning"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Integration fixtures: a known workload for the metrics, dogpile's marks, the HTTP examples' runner."""
+"""Integration fixtures: a known workload (metrics), dogpile's marks, the HTTP examples' runner."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def tiers(redis_url: str) -> list[Any]:
 
 @pytest.fixture
 def warm_redis(redis_url: str, prefix: str) -> None:
-    """Another cache on the same Redis and prefix loads L2_KEYS: they sit in Redis, not in our L1."""
+    """Another cache on the same Redis and prefix loads L2_KEYS: in Redis, not in our L1."""
     with tc.Cache(tiers=tiers(redis_url), store=users_store(), prefix=prefix) as other:
         users = other.namespace("users")
         for key in L2_KEYS:
@@ -181,6 +181,7 @@ def _check_example(base: str) -> None:
     etag = second.headers["etag"]
     assert httpx.get(base + "/now", headers={"If-None-Match": etag}, timeout=10).status_code == 304
     tagged = httpx.get(base + "/users/7", timeout=10)
-    assert tagged.headers["surrogate-key"] == "user:7 users" and "x-cache-tags" not in tagged.headers
+    assert tagged.headers["surrogate-key"] == "user:7 users"
+    assert "x-cache-tags" not in tagged.headers
     assert httpx.get(base + "/users/7", timeout=10).text == tagged.text
     assert httpx.get(base + "/me", timeout=10).text != httpx.get(base + "/me", timeout=10).text

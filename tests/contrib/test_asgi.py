@@ -38,8 +38,9 @@ def serving(make_app: AppFactory, redis_url: str, prefix: str) -> Iterator[str]:
     async def main() -> None:
         tiers = [tc.MemoryTier(maxsize=1000), tc.RedisTier(redis_url)]
         async with tc.AsyncCache(tiers=tiers, prefix=prefix) as cache:
-            config = uvicorn.Config(make_app(cache), lifespan="off", log_level="warning",
-                                    loop="asyncio", http="h11")
+            config = uvicorn.Config(
+                make_app(cache), lifespan="off", log_level="warning", loop="asyncio", http="h11"
+            )
             server = holder["server"] = uvicorn.Server(config)
             ready.set()
             await server.serve(sockets=[sock])
@@ -117,7 +118,13 @@ class Origin:
             size = 100 if path != "/big" else 3000
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             for i in range(5):
-                await send({"type": "http.response.body", "body": bytes([65 + i]) * size, "more_body": True})
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": bytes([65 + i]) * size,
+                        "more_body": True,
+                    }
+                )
                 await asyncio.sleep(0.2 if path == "/events" else 0.01)
             await send({"type": "http.response.body", "body": f"|{n}".encode()})
             return
@@ -152,8 +159,14 @@ def base(origin: Origin, clock: Clock, redis_url: str, prefix: str) -> Iterator[
     """URL of the middleware in front of ``origin``, on uvicorn, on the real Redis."""
 
     def make(cache: tc.AsyncCache) -> Any:
-        return CacheMiddleware(origin, cache, ttl=30, max_body_bytes=1000, clock=clock,
-                               tags=lambda path, headers: ["p" + path] if path == "/tags" else [])
+        return CacheMiddleware(
+            origin,
+            cache,
+            ttl=30,
+            max_body_bytes=1000,
+            clock=clock,
+            tags=lambda path, headers: ["p" + path] if path == "/tags" else [],
+        )
 
     with serving(make, redis_url, prefix) as url:
         yield url
@@ -241,7 +254,7 @@ def test_streamed_body_over_the_limit_is_not_stored(base: str, origin: Origin) -
 
 
 def test_event_stream_arrives_before_it_ends(base: str, origin: Origin) -> None:
-    """text/event-stream is passed on as it comes: the first part arrives before the last is sent."""
+    """text/event-stream is passed on as it comes: the first part arrives before the last."""
     started = time.monotonic()
     with httpx.stream("GET", base + "/events", timeout=10) as response:
         parts = response.iter_raw()
@@ -297,7 +310,10 @@ def test_concurrent_misses_across_servers_call_the_app_once(
 
     bodies: list[str] = []
     with serving(make, redis_url, prefix) as a, serving(make, redis_url, prefix) as b:
-        in_threads(lambda i: bodies.append(get((a, b)[i % 2] + "/slow", headers={"Host": "h.test"}).text), 6)
+        in_threads(
+            lambda i: bodies.append(get((a, b)[i % 2] + "/slow", headers={"Host": "h.test"}).text),
+            6,
+        )
     assert bodies == ["/slow 1"] * 6 and origin.calls["/slow"] == 1
 
 
@@ -319,7 +335,7 @@ def test_starlette_example(exercise_example: Callable[[str], None]) -> None:
 
 
 def test_trailers_are_passed_in_order_and_not_stored(redis_url: str, prefix: str) -> None:
-    """A response with trailers reaches the server as sent (start, body, trailers) and is not stored.
+    """A response with trailers reaches the server as sent (start, body, trailers), unstored.
 
     uvicorn offers no trailers, so the middleware is called directly here.
     """
@@ -329,7 +345,13 @@ def test_trailers_are_passed_in_order_and_not_stored(redis_url: str, prefix: str
         calls.append(1)
         await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
         await send({"type": "http.response.body", "body": b"hello"})
-        await send({"type": "http.response.trailers", "headers": [(b"x-sum", b"1")], "more_trailers": False})
+        await send(
+            {
+                "type": "http.response.trailers",
+                "headers": [(b"x-sum", b"1")],
+                "more_trailers": False,
+            }
+        )
 
     async def main() -> list[list[Any]]:
         async with tc.AsyncCache(tiers=[tc.RedisTier(redis_url)], prefix=prefix) as cache:
@@ -344,15 +366,23 @@ def test_trailers_are_passed_in_order_and_not_stored(redis_url: str, prefix: str
                 async def receive() -> Any:
                     return {"type": "http.request", "body": b"", "more_body": False}
 
-                scope = {"type": "http", "method": "GET", "path": "/t", "query_string": b"",
-                         "headers": [(b"host", b"h")]}
+                scope = {
+                    "type": "http",
+                    "method": "GET",
+                    "path": "/t",
+                    "query_string": b"",
+                    "headers": [(b"host", b"h")],
+                }
                 await middleware(scope, receive, send)
                 runs.append([(m["type"], m.get("trailers"), m.get("body")) for m in sent])
             return runs
 
     for run in asyncio.run(main()):
-        assert run == [("http.response.start", True, None), ("http.response.body", None, b"hello"),
-                       ("http.response.trailers", None, None)]
+        assert run == [
+            ("http.response.start", True, None),
+            ("http.response.body", None, b"hello"),
+            ("http.response.trailers", None, None),
+        ]
     assert len(calls) == 2
 
 

@@ -61,7 +61,9 @@ def test_entry_point_names_the_backend(region_args: dict[str, Any]) -> None:
     region.backend.close()
 
 
-def test_default_serializer_is_msgpack_not_pickle(region_args: dict[str, Any], redis_client: Any) -> None:
+def test_default_serializer_is_msgpack_not_pickle(
+    region_args: dict[str, Any], redis_client: Any
+) -> None:
     """Without region serializers the payload is tiercache msgpack; a custom class is refused."""
     region = make_region().configure("tiercache", arguments=region_args)
     region.set("k", {"a": (1, 2)})
@@ -99,7 +101,10 @@ def test_region_values_cross_processes(region_args: dict[str, Any]) -> None:
     )
     out = subprocess.run(
         [sys.executable, "-c", code, json.dumps(region_args)],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert json.loads(out.stdout) == ["x", 1]
     region.backend.close()
@@ -123,7 +128,7 @@ def test_mutex_excludes_another_process(region_args: dict[str, Any]) -> None:
 
 
 def test_cache_argument_is_used_and_left_open(redis_url: str, prefix: str) -> None:
-    """``cache=`` stores in that Cache's namespace, locks on its Redis, and is left open by close()."""
+    """``cache=`` stores in that Cache's namespace, locks on its Redis, is left open by close()."""
     cache = tc.Cache(tiers=[tc.MemoryTier(maxsize=100), tc.RedisTier(redis_url)], prefix=prefix)
     region = make_region().configure("tiercache", arguments={"cache": cache, "namespace": "mine"})
     mutex = region.backend.get_mutex("k")
@@ -150,4 +155,3 @@ def test_configuration_errors() -> None:
     backend = TiercacheBackend({"cache": cache})
     assert backend.get_mutex("k") is None  # no Redis: dogpile's in-process mutex
     cache.close()
-

@@ -26,14 +26,16 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass
 
 
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1, on a free port, in a thread; stop it on exit."""
-    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    server = make_server(
+        "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+    )
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
@@ -137,8 +139,14 @@ def origin() -> Origin:
 @pytest.fixture
 def base(origin: Origin, cache: tc.Cache, clock: Clock) -> Iterator[str]:
     """URL of the middleware in front of ``origin``, on a real server."""
-    app = CacheMiddleware(origin, cache, ttl=30, max_body_bytes=1000, clock=clock,
-                          tags=lambda path, headers: ["page:" + path.strip("/")] if path == "/tags" else [])
+    app = CacheMiddleware(
+        origin,
+        cache,
+        ttl=30,
+        max_body_bytes=1000,
+        clock=clock,
+        tags=lambda path, headers: ["page:" + path.strip("/")] if path == "/tags" else [],
+    )
     with serving(app) as url:
         yield url
 
@@ -180,9 +188,11 @@ def test_s_maxage_wins_over_max_age(base: str, origin: Origin, clock: Clock) -> 
     assert get(base + "/maxage").text == "/maxage 2"
 
 
-@pytest.mark.parametrize("path", ["/private", "/nostore", "/cookie", "/varystar", "/status/500", "/status/302"])
+@pytest.mark.parametrize(
+    "path", ["/private", "/nostore", "/cookie", "/varystar", "/status/500", "/status/302"]
+)
 def test_uncacheable_responses_are_not_stored(base: str, origin: Origin, path: str) -> None:
-    """private, no-store, Set-Cookie, Vary: * and statuses outside the list reach the app every time."""
+    """private, no-store, Set-Cookie, Vary: * and other statuses reach the app every time."""
     get(base + path)
     get(base + path)
     assert origin.calls[path] == 2
@@ -337,11 +347,19 @@ def test_concurrent_misses_across_caches_call_the_app_once(
 
     Both are asked for one host: the Host header is part of the key.
     """
-    caches = [tc.Cache(tiers=[tc.MemoryTier(maxsize=100), tc.RedisTier(redis_url)], prefix=prefix)
-              for _ in range(2)]
+    caches = [
+        tc.Cache(tiers=[tc.MemoryTier(maxsize=100), tc.RedisTier(redis_url)], prefix=prefix)
+        for _ in range(2)
+    ]
     bodies: list[str] = []
-    with serving(CacheMiddleware(origin, caches[0])) as a, serving(CacheMiddleware(origin, caches[1])) as b:
-        in_threads(lambda i: bodies.append(get((a, b)[i % 2] + "/slow", headers={"Host": "h.test"}).text), 6)
+    with (
+        serving(CacheMiddleware(origin, caches[0])) as a,
+        serving(CacheMiddleware(origin, caches[1])) as b,
+    ):
+        in_threads(
+            lambda i: bodies.append(get((a, b)[i % 2] + "/slow", headers={"Host": "h.test"}).text),
+            6,
+        )
     for c in caches:
         c.close()
     assert bodies == ["/slow 1"] * 6
@@ -356,7 +374,7 @@ def test_host_is_part_of_the_key(base: str, origin: Origin) -> None:
 
 
 def test_middleware_speaks_wsgi_as_the_spec_says(origin: Origin, cache: tc.Cache) -> None:
-    """wsgiref's validator, on both sides of the middleware, finds nothing wrong on hits, misses, 304s."""
+    """wsgiref's validator, on both sides of the middleware, passes hits, misses and 304s."""
     app = validator(CacheMiddleware(validator(origin), cache, max_body_bytes=1000))
     with serving(app) as url:
         for path in ("/page", "/page", "/stream", "/big", "/private", "/tags", "/tags"):
@@ -436,7 +454,10 @@ def _dead_redis_url() -> str:
 def test_a_failing_cache_never_fails_a_request(origin: Origin, on_tier_error: str) -> None:
     """With Redis unreachable (errors degraded or raised), every request is answered by the app."""
     tier = tc.RedisTier(_dead_redis_url(), timeout=0.05)
-    with tc.Cache(tiers=[tier], on_tier_error=on_tier_error) as dead, serving(CacheMiddleware(origin, dead)) as url:
+    with (
+        tc.Cache(tiers=[tier], on_tier_error=on_tier_error) as dead,
+        serving(CacheMiddleware(origin, dead)) as url,
+    ):
         assert [get(url + "/page").status_code for _ in range(3)] == [200] * 3
         assert get(url + "/slow").text.startswith("/slow")
     assert origin.calls["/page"] == 3

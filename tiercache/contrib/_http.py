@@ -63,7 +63,9 @@ DEFAULT_TAGS_HEADER = "X-Cache-Tags"
 
 _CACHED_METHODS = frozenset({"GET", "HEAD"})
 # Sent by a 304 in place of the body's own fields (RFC 9110 section 15.4.5).
-_NOT_MODIFIED_FIELDS = frozenset({"cache-control", "content-location", "date", "etag", "expires", "vary"})
+_NOT_MODIFIED_FIELDS = frozenset(
+    {"cache-control", "content-location", "date", "etag", "expires", "vary"}
+)
 _CONDITIONAL = frozenset({"if-none-match", "if-modified-since"})
 _DIRECTIVE = re.compile(r'\s*([^\s=,]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^\s,]*))?\s*(?:,|$)')
 
@@ -155,7 +157,9 @@ class Rules:
 
     # -- requests -----------------------------------------------------------
 
-    def request(self, method: str, target: str, headers: Iterable[tuple[str, str]]) -> Request | None:
+    def request(
+        self, method: str, target: str, headers: Iterable[tuple[str, str]]
+    ) -> Request | None:
         """The request, if the cache may take part in it at all; None to pass it through.
 
         Only GET and HEAD are cached; a request with credentials never is
@@ -189,8 +193,13 @@ class Rules:
     @staticmethod
     def variant_key(request: Request, vary: Sequence[str]) -> Key:
         """Key of the response for this request's values of the ``vary`` fields."""
-        return ("v", request.method, request.host, request.target,
-                *(f"{name}:{request.headers.get(name, '')}" for name in vary))
+        return (
+            "v",
+            request.method,
+            request.host,
+            request.target,
+            *(f"{name}:{request.headers.get(name, '')}" for name in vary),
+        )
 
     # -- responses ----------------------------------------------------------
 
@@ -200,7 +209,7 @@ class Rules:
         return None if isinstance(verdict, str) else verdict
 
     def _verdict(self, request: Request, status: int, headers: Headers) -> float | str:
-        """The TTL, or why not: "status" or "request" (may differ next time), "response" (the app said so)."""
+        """The TTL, or why not: "status", "request" (may differ next time) or "response"."""
         if status not in self.statuses:
             return "status"
         if request.no_store:
@@ -236,31 +245,50 @@ class Rules:
         time, and for a body cut short.
         """
         verdict = self._verdict(request, status, headers)
-        if verdict == "response" or (not isinstance(verdict, str) and len(body) > self.max_body_bytes):
+        if verdict == "response" or (
+            not isinstance(verdict, str) and len(body) > self.max_body_bytes
+        ):
             vary = _vary(headers)
-            return {"kind": "pass", "stored": self.clock(), "ttl": self.pass_ttl,
-                    "vary": [] if "*" in vary else vary}
+            return {
+                "kind": "pass",
+                "stored": self.clock(),
+                "ttl": self.pass_ttl,
+                "vary": [] if "*" in vary else vary,
+            }
         if isinstance(verdict, str) or not complete:
             return None
         return self.entry(request, status, headers, body, verdict)
 
-    def entry(self, request: Request, status: int, headers: Headers, body: bytes, ttl: float) -> dict[str, Any]:
+    def entry(
+        self, request: Request, status: int, headers: Headers, body: bytes, ttl: float
+    ) -> dict[str, Any]:
         """The stored form of a response: its fields with ``ETag`` and ``Surrogate-Key`` set."""
         tags = self._tags(request, headers)
-        kept = [[k, v] for k, v in headers
-                if k.lower() not in ("age", "surrogate-key", self.tags_header.lower())]
+        kept = [
+            [k, v]
+            for k, v in headers
+            if k.lower() not in ("age", "surrogate-key", self.tags_header.lower())
+        ]
         # Not for HEAD: its body is empty, and a hash of nothing would tell
         # clients a different validator from the GET's.
         if status == 200 and request.method == "GET" and not header(headers, "etag"):
             kept.append(["ETag", strong_etag(body)])
         if tags:
             kept.append(["Surrogate-Key", " ".join(tags)])
-        return {"kind": "response", "status": status, "headers": kept, "body": body,
-                "stored": self.clock(), "ttl": ttl, "tags": tags, "vary": _vary(headers)}
+        return {
+            "kind": "response",
+            "status": status,
+            "headers": kept,
+            "body": body,
+            "stored": self.clock(),
+            "ttl": ttl,
+            "tags": tags,
+            "vary": _vary(headers),
+        }
 
     @staticmethod
     def placements(request: Request, entry: dict[str, Any]) -> dict[Key, dict[str, Any]]:
-        """Where an entry is stored: at the URL's key, or a vary record there and it at its variant."""
+        """Where an entry goes: the URL's key, or a vary record there and it at its variant."""
         vary = entry["vary"]
         primary = Rules.primary_key(request)
         if not vary:
@@ -285,12 +313,15 @@ class Rules:
         return self._live(entry, "response")
 
     def passing(self, entry: Any) -> bool:
-        """True for a live pass marker: ask the app directly, without waiting for another request."""
+        """True for a live pass marker: ask the app directly, without waiting for another."""
         return self._live(entry, "pass")
 
     def _live(self, entry: Any, kind: str) -> bool:
-        return (isinstance(entry, dict) and entry.get("kind") == kind
-                and self.clock() - entry["stored"] < entry["ttl"])
+        return (
+            isinstance(entry, dict)
+            and entry.get("kind") == kind
+            and self.clock() - entry["stored"] < entry["ttl"]
+        )
 
     @staticmethod
     def is_response(entry: dict[str, Any] | None) -> bool:
@@ -308,14 +339,25 @@ class Rules:
         """``status, headers, body``, or 304 when ``If-None-Match`` names its ETag."""
         etag = header(headers, "etag")
         if status == 200 and etag and _matches(request.headers.get("if-none-match", ""), etag):
-            return Served(304, [(k, v) for k, v in headers
-                                if k.lower() in _NOT_MODIFIED_FIELDS or k.lower() == "age"], b"")
+            return Served(
+                304,
+                [
+                    (k, v)
+                    for k, v in headers
+                    if k.lower() in _NOT_MODIFIED_FIELDS or k.lower() == "age"
+                ],
+                b"",
+            )
         return Served(status, headers, b"" if request.method == "HEAD" else body)
 
     def outgoing(self, request: Request, headers: Headers) -> Headers:
         """A passed-through response's fields: tags moved to ``Surrogate-Key``."""
         tags = self._tags(request, headers)
-        out = [(k, v) for k, v in headers if k.lower() not in ("surrogate-key", self.tags_header.lower())]
+        out = [
+            (k, v)
+            for k, v in headers
+            if k.lower() not in ("surrogate-key", self.tags_header.lower())
+        ]
         if tags:
             out.append(("Surrogate-Key", " ".join(tags)))
         return out
@@ -379,4 +421,3 @@ def _matches(if_none_match: str, etag: str) -> bool:
 
 def _vary(headers: Headers) -> list[str]:
     return sorted({v.strip().lower() for v in header(headers, "vary").split(",") if v.strip()})
-

@@ -1,4 +1,4 @@
-"""ASGI CacheMiddleware: an HTTP response cache in front of an ASGI app, on a tiercache namespace."""
+"""ASGI CacheMiddleware: an HTTP response cache in front of an ASGI app, in tiercache."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+
 class _Recorder:
     """Runs the app: holds its start until the body is known whole, or streams it on, teeing.
 
@@ -64,8 +65,13 @@ class _Recorder:
         """Call the app; the entry to store when its whole response may be stored."""
         await app(scope, receive, self.send)
         if self.complete:
-            self.entry = self.rules.to_store(self.request, self.status, self.headers,
-                                             b"".join(self.chunks), complete=not self.cut)
+            self.entry = self.rules.to_store(
+                self.request,
+                self.status,
+                self.headers,
+                b"".join(self.chunks),
+                complete=not self.cut,
+            )
         return self.entry
 
     async def send(self, message: Message) -> None:
@@ -73,7 +79,9 @@ class _Recorder:
         if kind == "http.response.start":
             self.start = message
             self.status = int(message["status"])
-            self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", ())]
+            self.headers = [
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", ())
+            ]
             self.storable = self.rules.storable(self.request, self.status, self.headers) is not None
             # A response with trailers is more than status, fields and body: not stored.
             if message.get("trailers") or not self.storable:
@@ -87,8 +95,13 @@ class _Recorder:
             if not self.streaming:
                 await self._start()
                 if self.chunks:
-                    await self.client({"type": "http.response.body", "body": b"".join(self.chunks),
-                                       "more_body": not self.complete})
+                    await self.client(
+                        {
+                            "type": "http.response.body",
+                            "body": b"".join(self.chunks),
+                            "more_body": not self.complete,
+                        }
+                    )
             await self.client(message)
             return
         body = bytes(message.get("body", b""))
@@ -104,8 +117,13 @@ class _Recorder:
             await self.client(message)
         elif more:
             await self._start()
-            await self.client({"type": "http.response.body", "body": b"".join(self.chunks) or body,
-                               "more_body": True})
+            await self.client(
+                {
+                    "type": "http.response.body",
+                    "body": b"".join(self.chunks) or body,
+                    "more_body": True,
+                }
+            )
         elif not self.storable:
             await self._start()
             await self.client(message)
@@ -115,8 +133,14 @@ class _Recorder:
             return
         self.streaming = True
         # The app's own start message, extension keys (trailers) kept; only the fields change.
-        await self.client({**self.start, "type": "http.response.start", "status": self.status,
-                           "headers": _encode(self.rules.outgoing(self.request, self.headers))})
+        await self.client(
+            {
+                **self.start,
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": _encode(self.rules.outgoing(self.request, self.headers)),
+            }
+        )
 
     async def finish(self) -> None:
         """Answer a response held whole that will not be stored (too large, or cut short)."""
@@ -177,12 +201,19 @@ class CacheMiddleware:
         flight_timeout: float = 30.0,
     ) -> None:
         if not isinstance(cache, tc.AsyncCache):
-            raise tc.ConfigurationError(f"the ASGI middleware needs a tiercache.AsyncCache, not {cache!r}")
+            raise tc.ConfigurationError(
+                f"the ASGI middleware needs a tiercache.AsyncCache, not {cache!r}"
+            )
         self.app = app
         self.rules = Rules(
-            ttl=_seconds(ttl), max_ttl=_seconds(max_ttl), max_body_bytes=max_body_bytes,
-            statuses=frozenset(statuses), tags_header=tags_header, tags=tags,
-            pass_ttl=_seconds(pass_ttl), clock=clock,
+            ttl=_seconds(ttl),
+            max_ttl=_seconds(max_ttl),
+            max_body_bytes=max_body_bytes,
+            statuses=frozenset(statuses),
+            tags_header=tags_header,
+            tags=tags,
+            pass_ttl=_seconds(pass_ttl),
+            clock=clock,
         )
         self.namespace = cache.namespace(namespace, ttl=self.rules.max_ttl)
         self.flight_timeout = flight_timeout
@@ -244,11 +275,16 @@ class CacheMiddleware:
             return None
         return None if value is tc.MISSING else value
 
-    async def _fetch(self, scope: Scope, receive: Receive, send: Send, request: Request, cold: Key | None) -> None:
+    async def _fetch(
+        self, scope: Scope, receive: Receive, send: Send, request: Request, cold: Key | None
+    ) -> None:
         """Call the app (through tiercache's loader for a ``cold`` key), store and answer."""
         forwarded = dict(scope)
-        forwarded["headers"] = [(k, v) for k, v in scope.get("headers", ())
-                                if not Rules.conditional(k.decode("latin-1"))]
+        forwarded["headers"] = [
+            (k, v)
+            for k, v in scope.get("headers", ())
+            if not Rules.conditional(k.decode("latin-1"))
+        ]
         recorder = _Recorder(self.rules, request, send)
         if cold is not None:
             # tiercache's single-flight: one app call for every process that misses this key.
@@ -270,7 +306,7 @@ class CacheMiddleware:
     async def _load_across_processes(
         self, scope: Scope, receive: Receive, recorder: _Recorder, request: Request, cold: Key
     ) -> Served | None:
-        """Run the app as tiercache's loader for ``cold``; a response to send if another process ran it."""
+        """Run the app as tiercache's loader for ``cold``; a response if another process ran it."""
         ran: list[BaseException | None] = []
         filled: list[Key] = []
 
@@ -303,8 +339,13 @@ class CacheMiddleware:
                 return self.rules.serve(request, found)
             await recorder.run(self.app, scope, receive)
         if recorder.entry is not None:
-            await self._store({k: v for k, v in self.rules.placements(request, recorder.entry).items()
-                               if k not in filled})
+            await self._store(
+                {
+                    k: v
+                    for k, v in self.rules.placements(request, recorder.entry).items()
+                    if k not in filled
+                }
+            )
         return None
 
     async def _store(self, items: dict[Key, Any]) -> None:
@@ -317,7 +358,9 @@ class CacheMiddleware:
 
 
 async def _send(served: Served, send: Send) -> None:
-    await send({"type": "http.response.start", "status": served.status, "headers": _encode(served.headers)})
+    await send(
+        {"type": "http.response.start", "status": served.status, "headers": _encode(served.headers)}
+    )
     await send({"type": "http.response.body", "body": served.body})
 
 

@@ -128,7 +128,9 @@ class TiercacheBackend(BytesBackend):
 
         serializer = arguments.get("serializer", tc.MsgpackSerializer())
         if not isinstance(serializer, tc.Serializer):
-            raise tc.ConfigurationError(f"'serializer' must be a tiercache Serializer: {serializer!r}")
+            raise tc.ConfigurationError(
+                f"'serializer' must be a tiercache Serializer: {serializer!r}"
+            )
         self._serializer = serializer
         # Instance attributes shadow BytesBackend's pickle defaults; a region
         # with its own serializer/deserializer ignores these.
@@ -184,7 +186,7 @@ class TiercacheBackend(BytesBackend):
 
     def set_serialized_multi(self, mapping: Mapping[KeyType, bytes]) -> None:
         """Store several values in one write per tier."""
-        items: dict[tc.Key, bytes] = {key: value for key, value in mapping.items()}
+        items: dict[tc.Key, bytes] = dict(mapping.items())
         if items:
             self.namespace.set_many(items)
 
@@ -218,7 +220,7 @@ def _cache_from_url(arguments: Mapping[str, Any], url: str) -> tc.Cache:
 
 
 def _lock_client(arguments: Mapping[str, Any], cache: tc.Cache, url: Any) -> tuple[Any, bool]:
-    """The Redis client of the creation locks (None: dogpile's own mutex), and whether we made it."""
+    """The Redis client of the creation locks (None: dogpile's own mutex), and if we made it."""
     wanted = arguments.get("distributed_lock")
     if wanted is False:
         return None, False
@@ -230,14 +232,18 @@ def _lock_client(arguments: Mapping[str, Any], cache: tc.Cache, url: Any) -> tup
         # is waited on for seconds anyway, and a slow Redis moment must not
         # fail a value's creation.
         client = redis.Redis.from_url(
-            str(lock_url), socket_timeout=_LOCK_SOCKET_TIMEOUT, socket_connect_timeout=_LOCK_SOCKET_TIMEOUT
+            str(lock_url),
+            socket_timeout=_LOCK_SOCKET_TIMEOUT,
+            socket_connect_timeout=_LOCK_SOCKET_TIMEOUT,
         )
         return client, True
     # The embedded server, or a cache passed in without lock_url: its first Redis tier's client.
     redis_tier = next((t for t in cache.tiers if isinstance(t, tc.RedisTier)), None)
     if redis_tier is None:
         if wanted:
-            raise tc.ConfigurationError("distributed_lock needs a Redis: give 'lock_url' or a RedisTier")
+            raise tc.ConfigurationError(
+                "distributed_lock needs a Redis: give 'lock_url' or a RedisTier"
+            )
         return None, False
     return redis_tier.client, False
 

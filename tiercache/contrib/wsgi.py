@@ -1,4 +1,4 @@
-"""WSGI CacheMiddleware: an HTTP response cache in front of a WSGI app, on a tiercache namespace."""
+"""WSGI CacheMiddleware: an HTTP response cache in front of a WSGI app, in tiercache."""
 
 from __future__ import annotations
 
@@ -102,12 +102,19 @@ class CacheMiddleware:
         flight_timeout: float = 30.0,
     ) -> None:
         if isinstance(cache, tc.AsyncCache) or not isinstance(cache, tc.Cache):
-            raise tc.ConfigurationError(f"the WSGI middleware needs a tiercache.Cache, not {cache!r}")
+            raise tc.ConfigurationError(
+                f"the WSGI middleware needs a tiercache.Cache, not {cache!r}"
+            )
         self.app = app
         self.rules = Rules(
-            ttl=_seconds(ttl), max_ttl=_seconds(max_ttl), max_body_bytes=max_body_bytes,
-            statuses=frozenset(statuses), tags_header=tags_header, tags=tags,
-            pass_ttl=_seconds(pass_ttl), clock=clock,
+            ttl=_seconds(ttl),
+            max_ttl=_seconds(max_ttl),
+            max_body_bytes=max_body_bytes,
+            statuses=frozenset(statuses),
+            tags_header=tags_header,
+            tags=tags,
+            pass_ttl=_seconds(pass_ttl),
+            clock=clock,
         )
         self.namespace = cache.namespace(namespace, ttl=self.rules.max_ttl)
         self.flight_timeout = flight_timeout
@@ -115,8 +122,9 @@ class CacheMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Serve ``environ`` from the cache, or from the app (storing what may be stored)."""
-        request = self.rules.request(environ.get("REQUEST_METHOD", "GET"), _target(environ),
-                                     _request_headers(environ))
+        request = self.rules.request(
+            environ.get("REQUEST_METHOD", "GET"), _target(environ), _request_headers(environ)
+        )
         if request is None or request.no_store:
             return self.app(environ, start_response)
         if request.no_cache:
@@ -160,11 +168,18 @@ class CacheMiddleware:
         return None if value is tc.MISSING else value
 
     def _fetch(
-        self, environ: dict[str, Any], start_response: StartResponse, request: Request, cold: Key | None
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        request: Request,
+        cold: Key | None,
     ) -> Iterable[bytes]:
         """Call the app (through the loader for a ``cold`` key), store and answer."""
-        forwarded = {k: v for k, v in environ.items()
-                     if not (k.startswith("HTTP_") and Rules.conditional(k[5:].replace("_", "-")))}
+        forwarded = {
+            k: v
+            for k, v in environ.items()
+            if not (k.startswith("HTTP_") and Rules.conditional(k[5:].replace("_", "-")))
+        }
         called: list[_Outcome] = []
         failed: list[BaseException] = []
         filled: list[Key] = []  # keys tiercache stored from the loader's answer
@@ -202,17 +217,22 @@ class CacheMiddleware:
                 called.append(self._call(forwarded, request))
             outcome = called[0]
             if outcome.entry is not None:
-                self._store({k: v for k, v in self.rules.placements(request, outcome.entry).items()
-                             if k not in filled})
+                self._store(
+                    {
+                        k: v
+                        for k, v in self.rules.placements(request, outcome.entry).items()
+                        if k not in filled
+                    }
+                )
         else:
             outcome = self._call(forwarded, request)
             if outcome.entry is not None:
                 self._store(self.rules.placements(request, outcome.entry))
         if Rules.is_response(outcome.entry):
-            entry = outcome.entry
-            assert entry is not None
-            served = self.rules.answer(request, entry["status"], list(map(tuple, entry["headers"])),
-                                       entry["body"])
+            entry: dict[str, Any] = outcome.entry  # type: ignore[assignment]  # is_response: not None
+            served = self.rules.answer(
+                request, entry["status"], list(map(tuple, entry["headers"])), entry["body"]
+            )
             return _send(served, start_response)
         start_response(outcome.status, self.rules.outgoing(request, outcome.headers))
         return _Passed(outcome)
@@ -229,7 +249,9 @@ class CacheMiddleware:
         """Run the app; read its body whole unless it may not be stored or outgrows the limit."""
         outcome = _Outcome()
 
-        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], object]:
+        def start(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], object]:
             # Nothing has been sent yet, so a later call (with exc_info) just replaces the answer.
             outcome.status, outcome.headers = status, list(headers)
             return outcome.chunks.append
@@ -244,7 +266,10 @@ class CacheMiddleware:
                 outcome.chunks.append(chunk)
                 size += len(chunk)
                 if storable is None:  # the app has called start_response by now
-                    storable = self.rules.storable(request, _status(outcome.status), outcome.headers) is not None
+                    storable = (
+                        self.rules.storable(request, _status(outcome.status), outcome.headers)
+                        is not None
+                    )
                 if not storable or size > self.rules.max_body_bytes:
                     outcome.rest = body  # streamed on to the client from here
                     break
@@ -253,8 +278,9 @@ class CacheMiddleware:
                 outcome.close()
             raise
         complete = outcome.rest is None
-        outcome.entry = self.rules.to_store(request, _status(outcome.status), outcome.headers,
-                                            b"".join(outcome.chunks), complete)
+        outcome.entry = self.rules.to_store(
+            request, _status(outcome.status), outcome.headers, b"".join(outcome.chunks), complete
+        )
         if complete and outcome.close is not None:
             outcome.close()
             outcome.close = None
