@@ -32,8 +32,27 @@ class _OnRealRedis:
     extra_arguments: ClassVar[dict[str, Any]] = {}
 
     @pytest.fixture(autouse=True)
-    def _real_redis(self, redis_url: str, prefix: str) -> None:
+    def _real_redis(
+        self, redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         self.config_args = {"arguments": {"url": redis_url, "prefix": prefix, "namespace": "dp"}}
+        # The suites build backends and never close them: each one's Cache would
+        # keep its bus thread and connections for the rest of the session.
+        self._made: list[TiercacheBackend] = []
+        init = TiercacheBackend.__init__
+
+        def record(backend: TiercacheBackend, *args: Any, **kwargs: Any) -> None:
+            init(backend, *args, **kwargs)
+            self._made.append(backend)
+
+        monkeypatch.setattr(TiercacheBackend, "__init__", record)
+
+    def teardown_method(self, method: Any) -> None:
+        try:
+            super().teardown_method(method)  # type: ignore[misc]  # the suite's key cleanup
+        finally:
+            for backend in self._made:
+                backend.close()
 
 
 class TestBackend(_OnRealRedis, _GenericBackendTestSuite):

@@ -693,17 +693,23 @@ def test_context_manager_closes_and_flushes(redis_url: str, prefix: str) -> None
     memory = tc.MemoryTier()
     counting = CountingTier(tc.RedisTier(redis_url))
     store = tc.MappingStore()
+    before = _bus_threads()  # other tests' caches may still be open
     with tc.Cache(tiers=[memory, counting], store=store, prefix=prefix) as cache:  # type: ignore[list-item]
         ns = cache.namespace("ns", write=tc.WriteBack(flush_interval=3600))
         ns.set("k", "pending")
         assert store.mapping == {}
+        ours = _bus_threads() - before
+        assert len(ours) == 1, ours
     assert store.mapping == {"k": "pending"}
     assert counting.calls.get("close") == 1
     assert len(memory) == 0
     with pytest.raises(ConfigurationError):
         cache.namespace("later")
-    alive = [t.name for t in threading.enumerate() if t.name.startswith("tiercache-bus")]
-    assert alive == []
+    assert _bus_threads() & ours == set()
+
+
+def _bus_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("tiercache-bus")}
 
 
 def test_context_manager_closes_on_error(prefix: str) -> None:
