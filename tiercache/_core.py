@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy as copy_module
-import inspect
 import logging
 import random
 import threading
@@ -12,9 +10,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from ._plan import Plan, run
+from ._engine.ops import Blocking, Op, Plan, perform, run
+from ._engine.views import StoreOps, TierView
 from ._types import Clock, Key, seconds
 from .errors import (
     ConfigurationError,
@@ -28,7 +27,7 @@ from .scheduler import Scheduler, ThreadScheduler
 from .serialization import MsgpackSerializer, Serializer
 from .stats import LayerStats, RateLimitedLog
 from .stores.base import Store
-from .tiers.base import Tier, TierEntry
+from .tiers.base import Tier, TierEntry, Versioning
 
 __all__ = ["NamespaceConfig", "NamespaceCore"]
 
@@ -117,39 +116,19 @@ def _min_ttl(*ttls: float | None) -> float | None:
     return min(present) if present else None
 
 
-class _Sleeper:
-    """The pause between lease polls, as a plan step (``asleep`` for AsyncCache)."""
-
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        time.sleep(seconds)
-
-    @staticmethod
-    async def asleep(seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-_SLEEP = _Sleeper()
 _NOTHING = object()  # "this tier has nothing for the key", distinct from MISSING
 
+LoadOp = Callable[[list[Key]], Op[Mapping[Key, Any]]]
+"""What loads the keys no tier had: the store's ``load_many``, or a caller's loader."""
 
-class _LoaderStore:
-    """A ``get_many(loader=)`` callable in the shape of a store's ``load_many``."""
 
-    def __init__(self, loader: Callable[[list[Key]], Mapping[Key, Any]]) -> None:
-        self._loader = loader
+@runtime_checkable
+class BoundSerializer(Protocol):
+    """A serializer that binds each value to its namespace and key (signed pickle)."""
 
-    def load_many(self, keys: list[Key]) -> Mapping[Key, Any]:
-        result = self._loader(keys)
-        if inspect.isawaitable(result):
-            raise ConfigurationError("a coroutine loader needs AsyncCache")
-        return result
+    def dumps_for(self, value: Any, context: bytes) -> bytes: ...
 
-    async def aload_many(self, keys: list[Key]) -> Mapping[Key, Any]:
-        result = self._loader(keys)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+    def loads_for(self, data: bytes, context: bytes) -> Any: ...
 
 class NamespaceCore:
     """State of one namespace and the plan steps its read and write paths share.
@@ -178,7 +157,11 @@ class NamespaceCore:
         self.name = name
         self._base_tiers = list(tiers)
         self.tiers = self._tiers = self._base_tiers
+        # Capabilities are checked here, once: the paths read the views.
+        self._base_views = [TierView(t) for t in self._base_tiers]
+        self._views = self._base_views
         self.store = store
+        self._store_ops = StoreOps(store) if store is not None else None
         self._clock = clock
         self._scheduler = scheduler if scheduler is not None else ThreadScheduler()
         self._bus = bus
@@ -204,8 +187,7 @@ class NamespaceCore:
         self.on_tier_error = on_tier_error
         self.wall_clock = wall_clock
         self.has_store = store is not None
-        l1 = self._tiers[0] if self._tiers and not self._tiers[0].serialized else None
-        self._l1_lookup = getattr(l1, "lookup", None)
+        self._l1_lookup = self._base_views[0].lookup if self._base_views else None
         self._l1_stats = self.tier_stats[0] if self._l1_lookup is not None else None
         self._apply(config)
         self._policy.start(self, self._scheduler)
@@ -216,23 +198,36 @@ class NamespaceCore:
         # face (RedisTier.keyed_versions): every copy carries its key's version.
         versioned = config.invalidation.versioned
         self.tiers = self._tiers = [
-            t.keyed_versions() if versioned and hasattr(t, "keyed_versions") else t
+            t.keyed_versions() if versioned and isinstance(t, Versioning) else t
             for t in self._base_tiers
         ]
-        self._version_tier: Any = next((t for t in self._tiers if hasattr(t, "bump_version")), None)
-        self._lease_tier: Any = next((t for t in self._tiers if hasattr(t, "lease_many")), None)
+        self._views = [
+            view if tier is view.tier else TierView(tier)
+            for tier, view in zip(self._tiers, self._base_views)
+        ]
+        self._version_view = next((v for v in self._views if v.versions is not None), None)
+        self._lease_index: int | None = next(
+            (t for t, v in enumerate(self._views) if v.lease is not None), None)
         if new_policy:
             # Each namespace runs its own copy: a policy may keep per-namespace state.
             self._policy: WritePolicy = copy_module.copy(config.write)
         self.serializer = self._serializer = config.serializer
         # Serializers that sign (pickle) bind each value to its namespace and key.
-        self._bound = hasattr(config.serializer, "dumps_for")
+        self._bound = isinstance(config.serializer, BoundSerializer)
+        loads_many = getattr(config.serializer, "loads_many", None)  # optional, read once
+        self._loads_many: Callable[[list[bytes]], list[Any]] | None = (
+            None if self._bound else loads_many)
         if config.invalidation.versioned:
             self._set_version(self._read_version(), announce=False)
         else:
             self._set_prefix(self._base_prefix)
         strategy_ttl = config.invalidation.ttl
         self._tier_ttls = [_min_ttl(t.ttl, config.ttl, strategy_ttl) for t in self._tiers]
+
+    @property
+    def views(self) -> list[TierView]:
+        """The Target protocol's: each tier's operations and capabilities, as configured."""
+        return self._views
 
     def __repr__(self) -> str:
         return f"Namespace({self.name!r}, tiers={len(self._tiers)}, store={self.store!r})"
@@ -246,11 +241,11 @@ class NamespaceCore:
         self._int_prefix = key_prefix + "i:"
 
     def _read_version(self) -> int:
-        tier = self._version_tier
-        if tier is None:
+        view = self._version_view
+        if view is None or view.versions is None:
             return self._version or 1
         try:
-            return int(tier.read_version(self._version_key))
+            return int(view.versions.read_now(self._version_key))
         except TierError as exc:
             self._warn("version", f"{self.name}: cannot read the namespace version: {exc}")
             return self._version or 1
@@ -337,14 +332,14 @@ class NamespaceCore:
 
     def _drop_all(self) -> Plan[None]:
         for t in range(len(self._tiers)):
-            yield from self._tier_call(t, "delete_prefix", (self._base_prefix,))
+            yield from self._tier_delete_prefix(t)
 
     def _bump_version(self) -> Plan[None]:
-        tier = self._version_tier
+        view = self._version_view
         version = self._version + 1
-        if tier is not None:
+        if view is not None and view.versions is not None:
             try:
-                version = yield (tier, "bump_version", (self._version_key,))
+                version = yield from perform(view.versions.bump(self._version_key))
             except TierError as exc:
                 # Redis unreachable: drop what we can reach, as Purge would.
                 self._warn("version", f"{self.name}: version bump failed, purging: {exc}")
@@ -381,7 +376,8 @@ class NamespaceCore:
         bus = self._bus
         if bus is None or not self.config.invalidation.broadcast:
             return None
-        if getattr(self._base_tiers[t], "client", None) is not bus.client:
+        shared = self._base_views[t].shared_tier
+        if shared is None or shared.client is not bus.client:
             return None  # the bus's stream is on another server
         entry: tuple[str, bytes, int] = bus.entry(self.name, "keys", list(tier_keys))
         return entry
@@ -390,7 +386,7 @@ class NamespaceCore:
         if self._bus is None or not self.config.invalidation.broadcast:
             return
         try:
-            yield (self._bus, "publish", (self.name, kind, list(tier_keys)))
+            yield Blocking(self._bus.publish, (self.name, kind, list(tier_keys)))
         except TierError as exc:
             self.bus_errors += 1
             self._warn("bus", f"{self.name}: invalidation not announced yet: {exc}")
@@ -401,9 +397,10 @@ class NamespaceCore:
     # -- the Target protocol: sub-plans the write policies compose ----------
 
     def save(self, items: dict[Key, Any]) -> Plan[None]:
+        assert self._store_ops is not None  # policies save only to a namespace's store
         started = _perf()
         try:
-            yield (self.store, "save_many", (items,))
+            yield self._store_ops.save_many(items)
         except Exception:
             self.store_stats.errors += 1
             raise
@@ -411,8 +408,9 @@ class NamespaceCore:
         self.store_stats.sets += len(items)
 
     def erase(self, keys: Sequence[Key]) -> Plan[None]:
+        assert self._store_ops is not None  # policies erase only from a namespace's store
         try:
-            yield (self.store, "delete_many", (list(keys),))
+            yield self._store_ops.delete_many(list(keys))
         except Exception:
             self.store_stats.errors += 1
             raise
@@ -420,27 +418,27 @@ class NamespaceCore:
 
     def entries(self, batch: WriteBatch, t: int) -> list[TierEntry]:
         """Tier ``t``'s entries for the batch's values (each with its own jittered TTL)."""
-        tier = self._tiers[t]
+        serialized = self._views[t].serialized
         fill_ttl = self._fill_ttl
         return [
-            (k, blob if tier.serialized else value, fill_ttl(t), len(blob))
+            (k, blob if serialized else value, fill_ttl(t), len(blob))
             for k, value, blob in zip(batch.tier_keys, batch.values, batch.data)
         ]
 
     def fill(self, batch: WriteBatch, skip: int | None = None, shared: bool = True) -> Plan[None]:
-        for t, tier in enumerate(self._tiers):
+        for t, view in enumerate(self._views):
             if t == skip:
                 self.tier_stats[t].sets += len(batch.keys)
                 continue
-            if tier.serialized and not shared:
+            if view.shared and not shared:
                 continue
-            if not tier.serialized and batch.local_tiers is not None:
+            if not view.shared and batch.local_tiers is not None:
                 # In-process copies are replaced by the namespace once the
                 # change is complete, fenced (see Namespace._write_plan).
                 batch.local_tiers.append(t)
                 continue
             entries = self.entries(batch, t)
-            if entries and (yield from self._tier_call(t, "set_many", (entries, batch.now))):
+            if entries and (yield from self._tier_set(t, entries, batch.now)):
                 self.tier_stats[t].sets += len(entries)
 
     def fill_local(
@@ -457,19 +455,19 @@ class NamespaceCore:
         keys = [e[0] for e in entries]
         fresh = self._fence.unchanged(fence, keys)
         entries = [e for e, ok in zip(entries, fresh) if ok]
-        done = bool(entries) and (yield from self._tier_call(t, "set_many", (entries, now)))
+        done = bool(entries) and (yield from self._tier_set(t, entries, now))
         if entries:
             inserted = [e[0] for e in entries]
             stale = [k for k, ok in zip(inserted, self._fence.unchanged(fence, inserted)) if not ok]
             if stale:
-                yield from self._tier_call(t, "delete_many", (stale,))
+                yield from self._tier_delete(t, stale)
         return done
 
     def drop(self, tier_keys: Sequence[str], local: bool = True) -> Plan[None]:
-        for t, tier in enumerate(self._tiers):
-            if not local and not tier.serialized:
+        for t, view in enumerate(self._views):
+            if not local and not view.shared:
                 continue
-            if (yield from self._tier_call(t, "delete_many", (list(tier_keys),))):
+            if (yield from self._tier_delete(t, list(tier_keys))):
                 self.tier_stats[t].deletes += len(tier_keys)
 
     def _fill_ttl(self, t: int, ttl: float | None = None) -> float | None:
@@ -485,35 +483,49 @@ class NamespaceCore:
         if jitter and ttl is not None:
             ttl *= 1.0 - random.random() * jitter
         bus = self._bus
-        if bus is not None and not self._tiers[t].serialized and not bus.healthy:
+        if bus is not None and not self._views[t].shared and not bus.healthy:
             # Invalidations may not reach us: keep L1 copies no older than this.
             ttl = _min_ttl(ttl, self.max_staleness)
         return ttl
 
     # -- failure handling ---------------------------------------------------
 
-    def _tier_call(self, t: int, method: str, args: tuple[Any, ...]) -> Plan[bool]:
-        """One tier operation; a tier failure is counted, logged and read around.
+    def _tier_call(self, t: int, op: Op[Any], what: str) -> Plan[bool]:
+        """One operation on tier ``t``; a tier failure is counted, logged and read around."""
+        try:
+            yield op
+        except TierError as exc:
+            self._tier_failed(t, what, exc)
+            return False
+        return True
+
+    def _tier_set(self, t: int, entries: list[TierEntry], now: float) -> Plan[bool]:
+        """Write entries into tier ``t``; False if it failed (counted and logged)."""
+        return self._tier_call(t, self._views[t].set_many(entries, now), "set_many")
+
+    def _tier_delete(self, t: int, tier_keys: list[str]) -> Plan[bool]:
+        """Drop keys from tier ``t``.
 
         A shared tier that could not drop keys (Redis down) may still hold
         their old copies: the keys are remembered and dropped, and announced
         again, as soon as the tier answers (see ``_replay_purges``).
         """
-        try:
-            yield (self._tiers[t], method, args)
-        except TierError as exc:
-            self._tier_failed(t, method, exc)
-            if self._tiers[t].serialized:
-                if method == "delete_many":
-                    self._remember_purge(t, args[0])
-                elif method == "delete_prefix":
-                    self._remember_purge(t, None)
-            return False
-        return True
+        done = yield from self._tier_call(t, self._views[t].delete_many(tier_keys), "delete_many")
+        if not done and self._views[t].shared:
+            self._remember_purge(t, tier_keys)
+        return done
+
+    def _tier_delete_prefix(self, t: int) -> Plan[bool]:
+        """Drop the whole namespace from tier ``t``; remembered like ``_tier_delete``."""
+        view = self._views[t]
+        done = yield from self._tier_call(t, view.delete_prefix(self._base_prefix), "delete_prefix")
+        if not done and view.shared:
+            self._remember_purge(t, None)
+        return done
 
     def _shared_index(self) -> int:
         """Index of the first shared (Redis) tier; the bus only exists when there is one."""
-        return next(t for t, tier in enumerate(self._tiers) if tier.serialized)
+        return next(t for t, view in enumerate(self._views) if view.shared)
 
     def _remember_purge(self, t: int, keys: Sequence[str] | None) -> None:
         with self._purge_lock:
@@ -539,23 +551,23 @@ class NamespaceCore:
             purges, self._purges = self._purges, {}
         for t, keys in purges.items():
             if keys is None:
-                done = yield from self._tier_call(t, "delete_prefix", (self._base_prefix,))
+                done = yield from self._tier_delete_prefix(t)
                 if done:
                     yield from self._publish("all", ())
             else:
                 ordered = sorted(keys)
-                done = yield from self._tier_call(t, "delete_many", (ordered,))
+                done = yield from self._tier_delete(t, ordered)
                 if done:
                     yield from self._publish("keys", ordered)
             if done:
                 self.purges_replayed += 1
 
-    def _tier_call_result(self, t: int, method: str, args: tuple[Any, ...]) -> Plan[Any]:
+    def _tier_result(self, t: int, op: Op[Any], what: str) -> Plan[Any]:
         """Like ``_tier_call``, but returns the operation's result (None on failure)."""
         try:
-            return (yield (self._tiers[t], method, args))
+            return (yield op)
         except TierError as exc:
-            self._tier_failed(t, method, exc)
+            self._tier_failed(t, what, exc)
             return None
 
     def _tier_failed(self, t: int, what: str, exc: TierError) -> None:

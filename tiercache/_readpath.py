@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._core import (
     _NEGATIVE,
     _NOTHING,
-    _SLEEP,
     FLIGHT_TIMEOUT,
     LEASE_TTL,
+    LoadOp,
     NamespaceCore,
-    _LoaderStore,
     _perf,
 )
-from ._plan import Plan
+from ._engine.ops import Plan, Sleep, WaitFuture, perform
+from ._engine.views import TierView
 from ._types import MISSING, Key
 from .errors import SerializationError, TierError
 from .keys import encode_key
-from .tiers.base import UNDECODABLE, Tier, TierEntry
+from .tiers.base import UNDECODABLE, TierEntry
 
 __all__ = ["ReadPath"]
 
@@ -48,7 +48,7 @@ class ReadPath(NamespaceCore):
         keys: Sequence[Key],
         tier_keys: Sequence[str],
         now: float,
-        loader: Callable[[list[Key]], Mapping[Key, Any]] | None,
+        loader: LoadOp | None,
         start: int = 0,
         lease: bool = True,
     ) -> Plan[dict[int, Any]]:
@@ -78,37 +78,38 @@ class ReadPath(NamespaceCore):
         leases = _Leases()
         # A read whose Redis GET just failed takes no lease: a command sent
         # to a stalled server may still run later and block others' fills.
-        leases.skip = not lease or (
-            self._lease_tier is not None and self._tiers.index(self._lease_tier) in failed
-        )
+        lease_index = self._lease_index
+        leases.skip = not lease or (lease_index is not None and lease_index in failed)
         try:
             if pending and (loader is not None or self.store is not None):
                 yield from self._load(keys, tier_keys, pending, loader, found, fills, leases)
-            for t, tier in enumerate(self._tiers):
+            for t, view in enumerate(self._views):
                 if not fills[t]:
                     continue
-                entries = self._entries(tier, tier_keys, fills[t])
+                entries = self._entries(view, tier_keys, fills[t])
                 if not entries:
                     continue
-                if tier is self._lease_tier:
+                if view.lease is not None and t == lease_index:
                     # Loaded values reach the shared tier only through our
                     # lease: a writer who touched the key since took it away.
                     entries = [e for e in entries if e[0] in leases.held]
                     if entries and leases.token:
-                        filled = yield from self._tier_call_result(
-                            t, "fill_leased", (entries, leases.token)
+                        filled = yield from self._tier_result(
+                            t, view.lease.fill_leased(entries, leases.token), "fill_leased"
                         )
                         if filled is not None:
                             leases.held.difference_update(e[0] for e in entries)
                     continue
-                if fence is not None and not tier.serialized:
+                if fence is not None and not view.shared:
                     yield from self.fill_local(t, entries, now, fence)
                 else:
-                    yield from self._tier_call(t, "set_many", (entries, now))
+                    yield from self._tier_set(t, entries, now)
         finally:
-            if leases.held:
+            if leases.held and lease_index is not None:
+                leasing = self._views[lease_index].lease
+                assert leasing is not None  # the index is of a leasing tier
                 yield from self._tier_call(
-                    self._tiers.index(self._lease_tier), "release", (sorted(leases.held), leases.token)
+                    lease_index, leasing.release(sorted(leases.held), leases.token), "release"
                 )
         return found
 
@@ -126,18 +127,19 @@ class ReadPath(NamespaceCore):
         Per tier: one round trip, one batch decode, one update of each counter.
         """
         pending = list(range(len(tier_keys)))
-        tiers = self._tiers
+        views = self._views
         if failed is None:
             failed = set()
-        for t in range(start, len(tiers)):
+        for t in range(start, len(views)):
             if not pending:
                 break
-            tier = tiers[t]
+            view = views[t]
             stats = self.tier_stats[t]
             started = _perf()
             asked = tier_keys if len(pending) == len(tier_keys) else [tier_keys[i] for i in pending]
             try:
-                answers = yield (tier, "get_many", (asked, now))
+                # Any: the hits are told from None and UNDECODABLE below, by identity.
+                answers: list[Any] = yield from perform(view.get_many(asked, now))
             except TierError as exc:
                 self._tier_failed(t, "read", exc)
                 failed.add(t)
@@ -157,7 +159,8 @@ class ReadPath(NamespaceCore):
                     else:
                         hit_index.append(i)
                         hit_answer.append(answer)
-            if tier.serialized:
+            serialized = view.serialized
+            if serialized:
                 values = self._decode_many([a[0] for a in hit_answer], hit_index, tier_keys)
             else:
                 values = [a[0] for a in hit_answer]
@@ -173,7 +176,7 @@ class ReadPath(NamespaceCore):
                         continue
                     hits += 1
                     found[i] = value
-                    data = answer[0] if tier.serialized else None
+                    data = answer[0] if serialized else None
                     for upper in range(t):
                         fills[upper].append((i, value, data, self._fill_ttl(upper, answer[1])))
             if hits and missed:
@@ -187,7 +190,7 @@ class ReadPath(NamespaceCore):
         self, blobs: list[bytes], indices: list[int], all_keys: Sequence[str]
     ) -> list[Any]:
         """Values of a tier's hits; MISSING for a cached absence, _NOTHING where undecodable."""
-        loads_many = None if self._bound else getattr(self._serializer, "loads_many", None)
+        loads_many = self._loads_many
         if loads_many is not None and all(blobs):  # no cached absences: the common case
             try:
                 return list(loads_many(blobs))
@@ -210,7 +213,7 @@ class ReadPath(NamespaceCore):
         keys: Sequence[Key],
         tier_keys: Sequence[str],
         pending: list[int],
-        loader: Callable[[list[Key]], Mapping[Key, Any]] | None,
+        loader: LoadOp | None,
         found: dict[int, Any],
         fills: _Fills,
         leases: _Leases,
@@ -242,7 +245,7 @@ class ReadPath(NamespaceCore):
             finally:
                 self._flights.land(lead, results, error)
         for key, call in follow.items():
-            results[key] = yield (call, "result", (FLIGHT_TIMEOUT,))
+            results[key] = yield WaitFuture(call, FLIGHT_TIMEOUT)
         fresh = dict(zip(wanted, self._fence.unchanged(fence, wanted)))
         negative_ttl = self.config.negative_ttl
         for i in pending:
@@ -268,19 +271,20 @@ class ReadPath(NamespaceCore):
         keys: Sequence[Key],
         tier_keys: Sequence[str],
         mine: list[int],
-        loader: Callable[[list[Key]], Mapping[Key, Any]] | None,
+        loader: LoadOp | None,
         results: dict[str, Any],
         leases: _Leases,
     ) -> Plan[None]:
-        tier = None if leases.skip else self._lease_tier
-        if tier is not None:
+        t = None if leases.skip else self._lease_index
+        leasing = None if t is None else self._views[t].lease
+        if t is not None and leasing is not None:
             leases.token = uuid.uuid4().hex
             wanted = [tier_keys[i] for i in mine]
             deadline = time.monotonic() + LEASE_TTL * 2
             pause = 0.002
             for _attempt in range(10_000):  # bounded; the deadline ends it sooner
                 try:
-                    got = yield (tier, "lease_many", (wanted, leases.token, LEASE_TTL))
+                    got = yield from perform(leasing.lease_many(wanted, leases.token, LEASE_TTL))
                 except TierError:
                     leases.token = ""  # Redis is away: load, and fill only L1
                     break
@@ -288,18 +292,18 @@ class ReadPath(NamespaceCore):
                 if len(mine) > 1 or got[0]:
                     break
                 # One key, leased by another process: its value will land in Redis.
-                value = yield from self._peek(tier, wanted[0])
+                value = yield from self._peek(t, wanted[0])
                 if value is not _NOTHING:
                     results[wanted[0]] = value
                     leases.served.add(wanted[0])
                     return
                 if time.monotonic() >= deadline:
                     break  # the holder is gone or slow: load, without filling Redis
-                yield (_SLEEP, "sleep", (pause,))
+                yield Sleep(pause)
                 pause = min(pause * 2, 0.02)
             if len(mine) == 1 and wanted[0] in leases.held:
                 # The previous holder may have filled Redis just before we got the lease.
-                value = yield from self._peek(tier, wanted[0])
+                value = yield from self._peek(t, wanted[0])
                 if value is not _NOTHING:
                     results[wanted[0]] = value
                     leases.served.add(wanted[0])
@@ -308,10 +312,11 @@ class ReadPath(NamespaceCore):
         for i in mine:
             results[tier_keys[i]] = loaded.get(keys[i], MISSING)
 
-    def _peek(self, tier: Any, tier_key: str) -> Plan[Any]:
-        """One key's value in ``tier``, MISSING for a cached absence, _NOTHING for none."""
+    def _peek(self, t: int, tier_key: str) -> Plan[Any]:
+        """One key's value in tier ``t``, MISSING for a cached absence, _NOTHING for none."""
         try:
-            answers = yield (tier, "get_many", ([tier_key], self._clock()))
+            answers: list[Any] = yield from perform(
+                self._views[t].get_many([tier_key], self._clock()))
         except TierError:
             return _NOTHING
         answer = answers[0]
@@ -325,24 +330,24 @@ class ReadPath(NamespaceCore):
         except SerializationError:
             return _NOTHING
 
-    def _load_source(
-        self, wanted: list[Key], loader: Callable[[list[Key]], Mapping[Key, Any]] | None
-    ) -> Plan[Mapping[Key, Any]]:
-        source: Any = self.store
+    def _load_source(self, wanted: list[Key], loader: LoadOp | None) -> Plan[Mapping[Key, Any]]:
         if loader is not None:
-            source = loader if hasattr(loader, "load_many") else _LoaderStore(loader)
+            op = loader(wanted)
+        else:
+            assert self._store_ops is not None  # the read path loads only with a source
+            op = self._store_ops.load_many(wanted)
         started = _perf()
         try:
-            loaded = yield (source, "load_many", (wanted,))
+            loaded = yield from perform(op)
         except Exception:
             self.store_stats.errors += 1
             raise
         self.store_stats.latency.add(_perf() - started)
-        return loaded  # type: ignore[no-any-return]
+        return loaded
 
     def _entries(
         self,
-        tier: Tier,
+        view: TierView,
         tier_keys: Sequence[str],
         fills: list[tuple[int, Any, bytes | None, float | None]],
     ) -> list[TierEntry]:
@@ -359,5 +364,5 @@ class ReadPath(NamespaceCore):
             if limit is not None and len(data) > limit:
                 self._warn("uncacheable", f"{self.name}: not caching {tier_keys[i]!r}: too large")
                 continue
-            entries.append((tier_keys[i], data if tier.serialized else value, ttl, len(data)))
+            entries.append((tier_keys[i], data if view.serialized else value, ttl, len(data)))
         return entries

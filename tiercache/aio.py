@@ -6,7 +6,7 @@ import copy as copy_module
 from types import TracebackType
 from typing import Any, ClassVar
 
-from ._plan import Plan, arun
+from ._engine.ops import Plan, arun
 from ._types import MISSING, Key
 from .cache import Cache
 from .namespace import Namespace

@@ -14,7 +14,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
-from ._plan import run
+from ._engine.ops import run
 from ._types import Clock, Key, monotonic, seconds
 from .decorators import cached_function
 from .errors import ConfigurationError
@@ -26,7 +26,7 @@ from .repository import RepositoryStore, wrap_repository
 from .scheduler import Scheduler, ThreadScheduler
 from .serialization import Serializer
 from .stores.base import Store
-from .tiers.base import Tier
+from .tiers.base import Shared, Tier
 
 log = logging.getLogger("tiercache")
 
@@ -122,12 +122,12 @@ class Cache:
             return None
         if self._bus is not None:
             return self._bus
-        redis_tier: Any = next((t for t in self.tiers if hasattr(t, "listener")), None)
+        redis_tier = next((t for t in self.tiers if isinstance(t, Shared)), None)
         if redis_tier is None:
             return None  # no channel to other processes
         # Even a cache with no L1 of its own must announce its changes to the
         # other processes' L1; it only has nothing to listen for.
-        listen = bool(self.tiers) and not self.tiers[0].serialized
+        listen = bool(self.tiers) and not isinstance(self.tiers[0], Shared)
         from .bus import Bus
 
         block = 0.5
@@ -138,7 +138,7 @@ class Cache:
             on_message=self._on_bus_message,
             on_gap=self._on_bus_gap,
             on_tick=self._on_bus_tick,
-            available=lambda: bool(getattr(redis_tier, "available", True)),
+            available=lambda: bool(redis_tier.available),
             max_silence=self.max_staleness,
             block=block,
         )

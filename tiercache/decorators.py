@@ -15,11 +15,11 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._core import _NOTHING as NOTHING
-from ._plan import arun, run
+from ._engine.ops import AsyncCall, Blocking, Op, Plan, arun, run
 from ._types import MISSING, Key
 from .errors import InvalidKeyError, SerializationError
 from .serialization import MsgpackSerializer
@@ -124,16 +124,26 @@ def _single_parameter(fn: Callable[..., Any]) -> bool:
 class _Call:
     """One call of the decorated function, as a plan step and as a loader.
 
-    ``call``/``acall`` run it (``acall`` awaits a coroutine function);
-    ``load_many``/``aload_many`` let the namespace's read path load through
-    it, single-flight included.
+    ``op()`` is the call as an operation (``acall`` awaits a coroutine
+    function); ``load`` lets the namespace's read path load through it,
+    single-flight included.
     """
 
-    nonblocking = False
-
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 key: Key, wrap: Callable[[Any], Any]) -> None:
+                 key: Key, wrap: Callable[[Any], Any], is_async: bool) -> None:
         self.fn, self.args, self.kwargs, self.key, self.wrap = fn, args, kwargs, key, wrap
+        self.is_async = is_async
+
+    def op(self) -> Op[Any]:
+        """The call, run by either driver."""
+        if self.is_async:
+            return AsyncCall(self.call, self.acall)
+        return Blocking(self.call)
+
+    def load(self, keys: list[Key]) -> Op[Mapping[Key, Any]]:
+        """The call as the read path's loader of ``keys`` (the one key of this call)."""
+        op: Op[Mapping[Key, Any]] = AsyncCall(self.load_many, self.aload_many, (keys,))
+        return op
 
     def call(self) -> Any:
         return self.fn(*self.args, **self.kwargs)
@@ -189,8 +199,8 @@ def cached_function(
         # the namespace's TTL (ttl + grace) keeps it for serving stale.
         return [wall() + ttl, value] if soft else value  # type: ignore[operator]
 
-    def refresh_plan(call: _Call) -> Any:
-        result = yield (call, "call", ())
+    def refresh_plan(call: _Call) -> Plan[Any]:
+        result = yield call.op()
         if result is not MISSING:
             yield from ns._set_plan({call.key: wrap(result)})
         else:
@@ -232,10 +242,10 @@ def cached_function(
 
         threading.Thread(target=thread, name="tiercache-refresh", daemon=True).start()
 
-    def miss_plan(call: _Call, hit: Any) -> Any:
+    def miss_plan(call: _Call, hit: Any) -> Plan[Any]:
         """After an L1 miss (hit is NOTHING) or with a soft-expired entry in hand."""
         if hit is NOTHING:
-            hit = yield from ns._get_or_load(call.key, call)
+            hit = yield from ns._get_or_load(call.key, call.load)
         if not soft or hit is MISSING:
             return hit
         fresh_until, value = hit
@@ -261,7 +271,7 @@ def cached_function(
             hit = peek(k)
             if hit is not NOTHING and not soft:
                 return hit
-            return await arun(miss_plan(_Call(fn, args, kwargs, k, wrap), hit))
+            return await arun(miss_plan(_Call(fn, args, kwargs, k, wrap, is_async), hit))
 
         wrapper: Callable[..., Any] = awrapper
     else:
@@ -271,7 +281,7 @@ def cached_function(
             hit = peek(k)
             if hit is not NOTHING and not soft:
                 return hit
-            return run(miss_plan(_Call(fn, args, kwargs, k, wrap), hit))
+            return run(miss_plan(_Call(fn, args, kwargs, k, wrap, is_async), hit))
 
         lookup, clock, l1_stats = ns._l1_lookup, ns._clock, ns._l1_stats
         if key is None and not soft and lookup is not None and _single_parameter(fn):
@@ -311,7 +321,7 @@ def cached_function(
     def refresh(*args: Any, **kwargs: Any) -> Any:
         """Call the function now and cache its result, whatever was cached."""
         k = make_key(args, kwargs)
-        return drive(refresh_plan(_Call(fn, args, kwargs, k, wrap)))
+        return drive(refresh_plan(_Call(fn, args, kwargs, k, wrap, is_async)))
 
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]
     wrapper.refresh = refresh  # type: ignore[attr-defined]

@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from ._core import _NEGATIVE, _SLEEP, NamespaceConfig, _perf
+from ._core import _NEGATIVE, LoadOp, NamespaceConfig, _perf
 from ._core import _NOTHING as NOTHING
-from ._plan import Plan, run
+from ._engine.ops import MaybeAsync, Op, Plan, Sleep, run
+from ._engine.views import Fill
 from ._readpath import ReadPath
 from ._types import MISSING, Key
 from .errors import (
@@ -23,7 +24,7 @@ from .errors import (
 from .invalidation import Invalidation
 from .keys import encode_key
 from .policies import WriteBack, WriteBatch, WritePolicy
-from .tiers.base import UNDECODABLE, Tier
+from .tiers.base import UNDECODABLE, Hit, Undecodable
 
 __all__ = ["Namespace", "NamespaceConfig"]
 
@@ -51,9 +52,9 @@ class Namespace(ReadPath):
         super()._apply(config, new_policy)
         # Namespace.get's direct path: the tier right after L1, if it reads one key in one call.
         nxt = 1 if self._l1_lookup is not None else 0
-        tier = self._tiers[nxt] if nxt < len(self._tiers) else None
-        self._direct = tier if tier is not None and hasattr(tier, "get_one") else None
-        self._l1_fill: _Fill | None = _set_one(self._tiers[0]) if nxt else None
+        self._direct: Callable[[str], Hit | Undecodable | None] | None = (
+            self._views[nxt].get_one if nxt < len(self._views) else None)
+        self._l1_fill: Fill | None = self._views[0].set_one if nxt else None
         # A copying namespace answers every read with a fresh object; the
         # plain hot path stays free of the check.
         if config.copy:
@@ -62,7 +63,7 @@ class Namespace(ReadPath):
             self.__dict__.pop("get", None)
         # Namespace.set's in-process path: chosen once per configuration, not per call.
         if self._sets_in_process(config):
-            self._fills = [_set_one(tier) for tier in self._tiers]
+            self._fills = [view.set_one for view in self._views]
             self.set = self._set_in_process  # type: ignore[method-assign]
         else:
             self.__dict__.pop("set", None)
@@ -81,7 +82,7 @@ class Namespace(ReadPath):
             and cls.set is Namespace.set
             and type(self._policy) is WriteBack
             and self._bus is None
-            and not any(tier.serialized for tier in self._tiers)
+            and not any(view.shared or view.serialized for view in self._views)
         )
 
     # -- reads --------------------------------------------------------------
@@ -132,7 +133,7 @@ class Namespace(ReadPath):
             start += 1
         return run(self._get_plan(key, default, start, lease))
 
-    def _get_direct(self, tier: Any, tier_key: str) -> Any:
+    def _get_direct(self, get_one: Callable[[str], Hit | Undecodable | None], tier_key: str) -> Any:
         """Ask the tier after L1 for one key; its value, or NOTHING to go on down."""
         t = 1 if self._l1_lookup is not None else 0
         stats = self.tier_stats[t]
@@ -140,7 +141,7 @@ class Namespace(ReadPath):
         before = generation(tier_key) if t else None
         started = _perf()
         try:
-            answer = tier.get_one(tier_key)
+            answer: Any = get_one(tier_key)  # told from None and UNDECODABLE by identity
         except TierError as exc:
             self._tier_failed(t, "read", exc)
             return FAILED
@@ -200,7 +201,7 @@ class Namespace(ReadPath):
             return value
         return NOTHING
 
-    def _get_or_load(self, key: Key, loader: Any) -> Plan[Any]:
+    def _get_or_load(self, key: Key, loader: LoadOp) -> Plan[Any]:
         """Read ``key`` through the tiers, loading a miss from ``loader``; MISSING if none."""
         found = yield from self._read([key], [self.tier_key(key)], self._clock(), loader)
         return found.get(0, MISSING)
@@ -217,7 +218,8 @@ class Namespace(ReadPath):
             StoreError: the store (or ``loader``) failed.
         """
         keys, tier_keys = self._unique(keys)
-        return self._drive(self._get_many_plan(keys, tier_keys, loader))
+        load = None if loader is None else _loader_op(loader)
+        return self._drive(self._get_many_plan(keys, tier_keys, load))
 
     def _unique(self, keys: Iterable[Key]) -> tuple[list[Key], list[str]]:
         """Validate every key, then drop repeats by canonical form (so 1 and True never merge)."""
@@ -230,7 +232,7 @@ class Namespace(ReadPath):
         return list(seen.values()), list(seen)
 
     def _get_many_plan(
-        self, keys: list[Key], tier_keys: list[str], loader: Loader | None
+        self, keys: list[Key], tier_keys: list[str], loader: LoadOp | None
     ) -> Plan[dict[Key, Any]]:
         found = yield from self._read(keys, tier_keys, self._clock(), loader)
         get = found.get
@@ -352,7 +354,7 @@ class Namespace(ReadPath):
                 if entries and (yield from self.fill_local(t, entries, batch.now, (after_epoch, after))):
                     self.tier_stats[t].sets += len(entries)
                 if raced:
-                    yield from self._tier_call(t, "delete_many", (raced,))
+                    yield from self._tier_delete(t, raced)
         if batch.announced:  # the policy's tier script added the bus entry
             self._bus.announced()
         else:
@@ -447,7 +449,7 @@ class Namespace(ReadPath):
                 )
             if not busy or time.monotonic() >= deadline:
                 return
-            yield (_SLEEP, "sleep", (0.02,))
+            yield Sleep(0.02)
 
     def dead_letters(self) -> Any:
         """Write-back entries given up on after repeated store failures.
@@ -539,23 +541,10 @@ def _constant(value: Any) -> Plan[Any]:
     yield  # a plan with no I/O
 
 
-_Fill = Callable[[str, Any, "float | None", int, float], None]
+def _loader_op(loader: Loader) -> LoadOp:
+    """A ``get_many(loader=)`` callable as the operation that loads the missing keys."""
 
+    def load(keys: list[Key]) -> Op[Mapping[Key, Any]]:
+        return MaybeAsync(loader, (keys,), "a coroutine loader needs AsyncCache")
 
-def _set_one(tier: Tier) -> _Fill:
-    """``tier.set_one(key, value, ttl, size, now)``, or the same through ``set_many``.
-
-    ``set_one`` is used only where the class that defines it also defines the
-    ``set_many`` in effect: a subclass that overrides ``set_many`` alone (to
-    count, to fail, to log) keeps seeing every write.
-    """
-    mro = type(tier).__mro__
-    owner = {name: next((c for c in mro if name in c.__dict__), None)
-             for name in ("set_one", "set_many")}
-    if owner["set_one"] is not None and owner["set_one"] is owner["set_many"]:
-        return tier.set_one  # type: ignore[attr-defined,no-any-return]
-
-    def through_many(key: str, value: Any, ttl: float | None, size: int, now: float) -> None:
-        tier.set_many([(key, value, ttl, size)], now)
-
-    return through_many
+    return load

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from .._plan import Plan
+from .._engine.ops import Plan
+from .._engine.views import TierView
 from .._types import Key
 from ..scheduler import Scheduler
 from ..serialization import Serializer
@@ -55,6 +56,11 @@ class Target(Protocol):
 
     @property
     def tiers(self) -> Sequence[Tier]: ...
+
+    @property
+    def views(self) -> Sequence[TierView]:
+        """The tiers as operations, with their capabilities (parallel to ``tiers``)."""
+        ...
 
     @property
     def store(self) -> Store | None: ...

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._plan import Plan, run
+from .._engine.ops import Plan, perform, run
+from .._engine.views import JournalOps
 from .._types import MISSING, Key, seconds
 from ..errors import (
     CapacityError,
@@ -58,8 +59,7 @@ _TOMBSTONE = b""  # a pending delete: no serializer writes empty bytes
 class _State:
     """Per-namespace runtime state of a WriteBack policy."""
 
-    journal: Any = None  # the tier that keeps the journal (RedisTier), or None
-    journal_index: int = -1
+    journal_index: int = -1  # the tier that keeps the journal (RedisTier), or -1: a dict here
     local: dict[str, bytes] = field(default_factory=dict)  # field -> seq|payload
     local_dead: dict[str, bytes] = field(default_factory=dict)
     seq: int = 0
@@ -124,9 +124,9 @@ class WriteBack:
 
     def start(self, target: Target, scheduler: Scheduler) -> None:
         self._state = state = _State()
-        for index, tier in enumerate(target.tiers):
-            if hasattr(tier, "journal_put"):
-                state.journal, state.journal_index = tier, index
+        for index, view in enumerate(target.views):
+            if view.journal is not None:
+                state.journal_index = index
                 break
         state.job = scheduler.every(
             float(self.flush_interval),
@@ -164,7 +164,7 @@ class WriteBack:
         ``max_pending``: those writes take ``write``, which flushes or refuses.
         """
         state = self._state
-        return state.journal is None and len(state.local) + count <= self.max_pending
+        return state.journal_index < 0 and len(state.local) + count <= self.max_pending
 
     def journal_one(self, field_: str, payload: bytes) -> None:
         """Journal one write in the process, as ``_record`` does, once ``local_room(1)`` said yes.
@@ -193,7 +193,7 @@ class WriteBack:
     ) -> Plan[bool]:
         """Journal the entries (and, for sets, the journal tier's copies, atomically)."""
         state = self._state
-        if state.journal is None:
+        if state.journal_index < 0:
             if len(state.local) + len(fields) > self.max_pending:
                 # Back-pressure: make room by writing the backlog now.
                 yield from self.flush(target, force=True)
@@ -221,13 +221,13 @@ class WriteBack:
             journal_args += (announce,)
         # The namespace's current face of the journal tier: under Versioned
         # it stamps each copy with a new per-key version (see _versioned.py).
-        journal = target.tiers[state.journal_index]
+        journal = _journal(target, state.journal_index)
         try:
-            recorded = yield (journal, "journal_put", journal_args)
+            recorded = yield from perform(journal.put(*journal_args))
             if recorded is False:
                 # Back-pressure: the journal is full; write the backlog, then retry once.
                 yield from self.flush(target, force=True)
-                recorded = yield (journal, "journal_put", journal_args)
+                recorded = yield from perform(journal.put(*journal_args))
                 if recorded is False:
                     raise CapacityError(
                         f"{target.name}: the write-back journal holds max_pending="
@@ -245,11 +245,12 @@ class WriteBack:
 
     def pending(self, fields: Sequence[str], target: Target) -> Plan[dict[int, Any]]:
         state = self._state
-        if state.journal is None:
+        if state.journal_index < 0:
             entries: list[bytes | None] = [state.local.get(f) for f in fields]
         else:
+            journal = _journal(target, state.journal_index)
             try:
-                entries = yield (state.journal, "journal_get", (target.journal_key, list(fields)))
+                entries = yield from perform(journal.get(target.journal_key, list(fields)))
             except TierError:
                 return {}  # nothing to add; the store answers
         out: dict[int, Any] = {}
@@ -280,15 +281,16 @@ class WriteBack:
         state = self._state
         if target.store is None:
             return (False, 0)
-        if state.journal is None:
+        if state.journal_index < 0:
             with state.lock:
                 snapshot = dict(state.local)
             _done, failed = yield from self._write_out(target, snapshot, force)
             return (False, failed)
+        journal = _journal(target, state.journal_index)
         token = uuid.uuid4().hex
         lock_key = target.journal_key + ":lock"
         try:
-            if not (yield (state.journal, "try_lock", (lock_key, token, self.lock_lease))):
+            if not (yield from perform(journal.try_lock(lock_key, token, self.lock_lease))):
                 return (True, 0)
         except TierError as exc:
             _warn("flush", "%s: write-back flush skipped, Redis unreachable: %s", target.name, exc)
@@ -296,7 +298,7 @@ class WriteBack:
         failed = 0
         try:
             for _round in range(10_000):  # bounded: each round acknowledges or stops
-                entries = yield (state.journal, "journal_read", (target.journal_key, self.max_batch))
+                entries = yield from perform(journal.read(target.journal_key, self.max_batch))
                 if not entries:
                     break
                 done, failed = yield from self._write_out(target, entries, force)
@@ -304,7 +306,7 @@ class WriteBack:
                     break
         finally:
             try:
-                yield (state.journal, "unlock", (lock_key, token))
+                yield journal.unlock(lock_key, token)
             except TierError:
                 pass  # the lease expires by itself
         return (False, failed)
@@ -397,7 +399,7 @@ class WriteBack:
             state.next_try.pop(field_, None)
         if not dead:
             state.flushed += len(entries)
-        if state.journal is None:
+        if state.journal_index < 0:
             with state.lock:
                 for field_, entry in entries.items():
                     if state.local.get(field_) == entry:
@@ -407,7 +409,7 @@ class WriteBack:
             return
         move_to = target.journal_key + ":dead" if dead else None
         try:
-            yield (state.journal, "journal_ack", (target.journal_key, entries, move_to))
+            yield _journal(target, state.journal_index).ack(target.journal_key, entries, move_to)
         except TierError as exc:  # replaying an entry later is harmless
             log.warning("%s: write-back acknowledgement failed: %s", target.name, exc)
 
@@ -416,10 +418,11 @@ class WriteBack:
     def dead_letters(self, target: Target) -> Plan[dict[Key, Any]]:
         """Entries given up on: ``{key: value}`` (``MISSING`` for a delete)."""
         state = self._state
-        if state.journal is None:
+        if state.journal_index < 0:
             raw = dict(state.local_dead)
         else:
-            raw = yield (state.journal, "journal_read", (target.journal_key + ":dead", 100_000))
+            journal = _journal(target, state.journal_index)
+            raw = yield from perform(journal.read(target.journal_key + ":dead", 100_000))
         out: dict[Key, Any] = {}
         for field_, entry in raw.items():
             payload = entry.split(b"|", 1)[1]
@@ -434,7 +437,7 @@ class WriteBack:
     def replay_dead_letters(self, target: Target) -> Plan[int]:
         """Put dead letters back in the journal (unless a newer write is pending)."""
         state = self._state
-        if state.journal is None:
+        if state.journal_index < 0:
             with state.lock:
                 moved = 0
                 for field_, entry in state.local_dead.items():
@@ -443,9 +446,10 @@ class WriteBack:
                         moved += 1
                 state.local_dead.clear()
             return moved
-        raw = yield (state.journal, "journal_read", (target.journal_key + ":dead", 100_000))
-        moved = yield (state.journal, "journal_restore",
-                       (target.journal_key, target.journal_key + ":dead", list(raw)))
+        journal = _journal(target, state.journal_index)
+        raw = yield from perform(journal.read(target.journal_key + ":dead", 100_000))
+        moved = yield from perform(
+            journal.restore(target.journal_key, target.journal_key + ":dead", list(raw)))
         return int(moved)
 
     def counters(self) -> dict[str, int]:
@@ -458,3 +462,10 @@ class WriteBack:
             "pending_local": len(state.local),
         }
 
+
+
+def _journal(target: Target, index: int) -> JournalOps:
+    """The journal operations of ``target``'s tier ``index`` (its current face)."""
+    journal = target.views[index].journal
+    assert journal is not None  # ``start`` chose the index for its journal
+    return journal

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._plan import Plan
+from .._engine.ops import Plan
 from .._types import Key
 from ..scheduler import Scheduler
 from .base import Target, WriteBatch, delete_through, nothing
