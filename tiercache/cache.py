@@ -12,15 +12,15 @@ import weakref
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from ._engine.ops import run
 from ._types import Clock, Key, monotonic, seconds
-from .decorators import cached_function
+from .decorators import CachedDecorator, cached_function
 from .errors import ConfigurationError
 from .invalidation import Invalidation
 from .keys import check_name
-from .namespace import Namespace, NamespaceConfig
+from .namespace import Namespace, NamespaceBase, NamespaceConfig
 from .policies import WritePolicy
 from .repository import RepositoryStore, wrap_repository
 from .scheduler import Scheduler, ThreadScheduler
@@ -28,18 +28,26 @@ from .serialization import Serializer
 from .stores.base import Store
 from .tiers.base import Shared, Tier
 
+if TYPE_CHECKING:
+    from .aio import AsyncNamespace
+
 log = logging.getLogger("tiercache")
 
-__all__ = ["DEFAULT_PREFIX", "Cache"]
+__all__ = ["DEFAULT_PREFIX", "Cache", "CacheBase"]
 
 R = TypeVar("R")
+N = TypeVar("N", bound=NamespaceBase)
 
 DEFAULT_PREFIX = "tiercache"
 """Key prefix in shared tiers when ``Cache(prefix=...)`` is not given."""
 
 
-class Cache:
-    """A chain of tiers in front of a store, divided into namespaces.
+class CacheBase(Generic[N]):
+    """Wiring and lifecycle that :class:`Cache` and ``AsyncCache`` share.
+
+    A chain of tiers in front of a store, divided into namespaces of type
+    ``N`` (:class:`Namespace` or ``AsyncNamespace``); the subclass adds the
+    methods that run I/O, as plain methods or as coroutines.
 
     Args:
         tiers: the cache layers, fastest first: typically
@@ -68,7 +76,7 @@ class Cache:
         ConfigurationError: a tier or store is not one, or the prefix is malformed.
     """
 
-    namespace_class: ClassVar[type[Namespace]] = Namespace
+    namespace_class: type[N]
 
     def __init__(
         self,
@@ -107,7 +115,7 @@ class Cache:
         self.on_tier_error = on_tier_error
         self._use_bus = bus
         self._bus: Any = None
-        self._namespaces: dict[str, Namespace] = {}
+        self._namespaces: dict[str, N] = {}
         self._lock = threading.RLock()
         self._closed = False
         # Interpreter exit drains write-back buffers; a weak reference, so
@@ -149,16 +157,16 @@ class Cache:
     def _on_bus_message(self, namespace: str, kind: str, keys: list[str]) -> None:
         ns = self._namespaces.get(namespace)
         if ns is not None:
-            ns.on_invalidation(kind, keys)
+            ns.engine.on_invalidation(kind, keys)
 
     def _on_bus_tick(self) -> None:
         for ns in list(self._namespaces.values()):
-            if ns._purges:
-                ns.replay_purges_now()
+            if ns.engine.has_purges():
+                ns.engine.replay_purges_now()
 
     def _on_bus_gap(self, why: str) -> None:
         for ns in list(self._namespaces.values()):
-            ns.on_gap()
+            ns.engine.on_gap()
 
     def __repr__(self) -> str:
         return f"Cache(prefix={self.prefix!r}, tiers={self.tiers!r}, store={self.store!r})"
@@ -176,7 +184,7 @@ class Cache:
         serializer: Serializer | None = None,
         copy: bool = False,
         ttl_jitter: float | None = None,
-    ) -> Namespace:
+    ) -> N:
         """Return the namespace ``name``, creating it with these options on first use.
 
         Asking again for an existing namespace with no options returns it;
@@ -259,7 +267,7 @@ class Cache:
         write: WritePolicy | None = None,
         invalidation: Invalidation | None = None,
         max_value_bytes: int | None = None,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    ) -> CachedDecorator:
         """Memoize a function or method, sync or async, in a namespace of this cache.
 
         Args:
@@ -306,7 +314,7 @@ class Cache:
                 stale_while_revalidate=swr, stale_if_error=sie,
             )
 
-        return decorate
+        return cast(CachedDecorator, decorate)  # the overloads say what decorate returns
 
     def wrap(
         self,
@@ -344,17 +352,13 @@ class Cache:
             namespace, store=store, write=write, invalidation=invalidation, ttl=ttl,
             negative_ttl=negative_ttl, max_value_bytes=max_value_bytes,
         )
-        return wrap_repository(repository, ns, names)
+        facade = cast("Namespace | AsyncNamespace", ns)  # N is one of the two
+        return wrap_repository(repository, facade, names)
 
     @property
-    def namespaces(self) -> dict[str, Namespace]:
+    def namespaces(self) -> dict[str, N]:
         """The namespaces created so far, by name."""
         return dict(self._namespaces)
-
-    def flush(self) -> None:
-        """Drain every namespace's write-back buffer."""
-        for ns in list(self._namespaces.values()):
-            ns.flush()
 
     def stats(self) -> dict[str, Any]:
         """Counters per namespace and layer, and each tier's own size and evictions."""
@@ -372,8 +376,8 @@ class Cache:
             "tiers": tiers,
         }
 
-    def close(self) -> None:
-        """Flush, stop background work and close every tier and store; idempotent."""
+    def _close_now(self) -> None:
+        """``close`` on the calling thread, for either kind of cache (and at interpreter exit)."""
         namespaces = self._begin_close()
         if namespaces is None:
             return
@@ -382,12 +386,12 @@ class Cache:
             try:
                 # The sync driver, whatever the namespace's kind: this also
                 # closes an AsyncCache at interpreter exit, when no loop runs.
-                run(ns._close_plan())
+                run(ns.engine.close_plan())
             except Exception as exc:  # close the rest, then report the first failure
                 errors.append(exc)
         self._finish_close(errors)
 
-    def _begin_close(self) -> list[Namespace] | None:
+    def _begin_close(self) -> list[N] | None:
         """Mark the cache closed; the namespaces to close, or None if it already was."""
         with self._lock:
             if self._closed:
@@ -413,6 +417,25 @@ class Cache:
         if errors:
             raise errors[0]
 
+
+class Cache(CacheBase[Namespace]):
+    """A chain of tiers in front of a store, divided into namespaces.
+
+    Args and errors: see :class:`CacheBase`. ``flush()`` and ``close()``
+    run on the calling thread; ``with Cache(...) as cache:`` closes it.
+    """
+
+    namespace_class = Namespace
+
+    def flush(self) -> None:
+        """Drain every namespace's write-back buffer."""
+        for ns in list(self._namespaces.values()):
+            ns.flush()
+
+    def close(self) -> None:
+        """Flush, stop background work and close every tier and store; idempotent."""
+        self._close_now()
+
     def __enter__(self) -> Cache:
         return self
 
@@ -434,12 +457,12 @@ def _function_namespace(fn: Callable[..., Any]) -> str:
     return name
 
 
-def _close_at_exit(ref: weakref.ref[Cache]) -> None:
+def _close_at_exit(ref: weakref.ref[CacheBase[Any]]) -> None:
     cache = ref()
     if cache is not None:
         try:
             # The sync close, for AsyncCache too: no event loop runs at exit,
             # and the plans run as well on the tiers' sync clients.
-            Cache.close(cache)
+            cache._close_now()
         except Exception:  # at exit there is nobody left to raise to
             log.exception("tiercache: closing a cache at interpreter exit failed")

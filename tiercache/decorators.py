@@ -15,19 +15,23 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from ._core import _NOTHING as NOTHING
+from ._engine.common import NOTHING
 from ._engine.ops import AsyncCall, Blocking, Op, Plan, arun, run
 from ._types import MISSING, Key
 from .errors import InvalidKeyError, SerializationError
 from .serialization import MsgpackSerializer
 
 if TYPE_CHECKING:
-    from .namespace import Namespace
+    from .namespace import NamespaceBase
 
-__all__ = ["cached_function", "call_key"]
+__all__ = ["AsyncCached", "Cached", "CachedDecorator", "cached_function", "call_key"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 log = logging.getLogger("tiercache")
 
@@ -35,6 +39,76 @@ _P = inspect.Parameter
 _SIMPLE = (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
 _canonical = MsgpackSerializer()
 _KEY_TYPES = (str, int)
+
+
+class BoundCached(Protocol, Generic[R_co]):
+    """``obj.method`` of a cached method, for type checkers: calls, invalidates, refreshes."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> R_co: ...
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> Key: ...
+
+
+class Cached(Protocol[P, R_co]):
+    """A function memoized by ``@cache.cached``, as type checkers see it.
+
+    It keeps the function's signature (``ParamSpec``); ``invalidate`` and
+    ``refresh`` take the same arguments.
+    """
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Drop the cached result of this call, in every tier and process."""
+        ...
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        """Call the function now and cache its result, whatever was cached."""
+        ...
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> Key:
+        """The key this call is cached under."""
+        ...
+
+    def __get__(self, obj: Any, owner: type | None = None) -> BoundCached[R_co]: ...
+
+
+class AsyncCached(Protocol[P, R_co]):
+    """A coroutine function memoized by ``@cache.cached``: ``await``-able, as are
+    ``invalidate`` and ``refresh``."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, None]:
+        """Drop the cached result of this call, in every tier and process."""
+        ...
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]:
+        """Call the function now and cache its result, whatever was cached."""
+        ...
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> Key:
+        """The key this call is cached under."""
+        ...
+
+    def __get__(self, obj: Any, owner: type | None = None) -> BoundCached[Any]: ...
+
+
+class CachedDecorator(Protocol):
+    """What ``cache.cached(...)`` returns: sync functions stay sync, coroutine functions async."""
+
+    # A coroutine function also matches the second overload: the first must win.
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Coroutine[Any, Any, R]]
+    ) -> AsyncCached[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Cached[P, R]: ...
 
 
 def call_key(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Key]:
@@ -167,7 +241,7 @@ class _Call:
 
 def cached_function(
     fn: Callable[..., Any],
-    ns: Namespace,
+    ns: NamespaceBase,
     *,
     key: Callable[..., Key] | None,
     ttl: float | None,
@@ -192,7 +266,9 @@ def cached_function(
     refreshing: set[Key] = set()
     refreshing_lock = threading.Lock()
     tasks: set[asyncio.Task[None]] = set()
-    peek = ns._l1_peek
+    # The namespace's named internal API: its engine's plans and its L1 peek.
+    engine = ns.engine
+    peek = engine.peek
 
     def wrap(value: Any) -> Any:
         # Under soft expiry the cache holds [fresh until (wall clock), value];
@@ -202,9 +278,9 @@ def cached_function(
     def refresh_plan(call: _Call) -> Plan[Any]:
         result = yield call.op()
         if result is not MISSING:
-            yield from ns._set_plan({call.key: wrap(result)})
+            yield from engine.set_plan({call.key: wrap(result)})
         else:
-            yield from ns._invalidate_plan([call.key])
+            yield from engine.invalidate_plan([call.key])
         return result
 
     def background_refresh(call: _Call) -> None:
@@ -245,7 +321,7 @@ def cached_function(
     def miss_plan(call: _Call, hit: Any) -> Plan[Any]:
         """After an L1 miss (hit is NOTHING) or with a soft-expired entry in hand."""
         if hit is NOTHING:
-            hit = yield from ns._get_or_load(call.key, call.load)
+            hit = yield from engine.get_or_load(call.key, call.load)
         if not soft or hit is MISSING:
             return hit
         fresh_until, value = hit
@@ -283,7 +359,9 @@ def cached_function(
                 return hit
             return run(miss_plan(_Call(fn, args, kwargs, k, wrap, is_async), hit))
 
-        lookup, clock, l1_stats = ns._l1_lookup, ns._clock, ns._l1_stats
+        state = engine.state
+        lookup, clock = state.l1_lookup, state.clock
+        l1_stats = state.tier_stats[0] if state.tier_stats else None
         if key is None and not soft and lookup is not None and _single_parameter(fn):
             arity = len(inspect.signature(fn).parameters)
 
@@ -295,9 +373,8 @@ def cached_function(
                     arg = args[-1]
                     kind = type(arg)
                     if kind is int or kind is str:
-                        prefix = ns._int_prefix if kind is int else ns._str_prefix
                         try:
-                            value, expires_at, _ = lookup(prefix + str(arg))
+                            value, expires_at, _ = lookup(state.encode_key(arg))
                         except KeyError:
                             pass
                         else:
@@ -316,7 +393,7 @@ def cached_function(
 
     def invalidate(*args: Any, **kwargs: Any) -> Any:
         """Drop the cached result of this call, in every tier and process."""
-        return drive(ns._invalidate_plan([make_key(args, kwargs)]))
+        return drive(engine.invalidate_plan([make_key(args, kwargs)]))
 
     def refresh(*args: Any, **kwargs: Any) -> Any:
         """Call the function now and cache its result, whatever was cached."""

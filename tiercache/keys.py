@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .errors import ConfigurationError, InvalidKeyError
@@ -21,6 +22,8 @@ __all__ = [
     "decode_key",
     "encode_key",
     "hash_long_key",
+    "tier_key",
+    "tier_key_encoder",
 ]
 
 MAX_KEY_LENGTH = 200
@@ -62,6 +65,40 @@ def encode_key(key: Any) -> str:
     raise InvalidKeyError(
         f"keys must be str, int, bytes or tuples of those, not {kind.__name__}: {key!r}"
     )
+
+
+def tier_key_encoder(prefix: str) -> Callable[[Any], str]:
+    """The encoder of full tier keys under ``prefix``: ``prefix + encode_key(key)``.
+
+    Every path that turns a caller's key into a tier key calls the function
+    this returns (the hot paths included), so the rule lives here alone; an
+    ASCII ``str`` or an ``int`` costs one concatenation, with the prefixes
+    joined once.
+
+    Raises (from the returned function):
+        InvalidKeyError: as :func:`encode_key`.
+    """
+    str_prefix = prefix + "s:"
+    int_prefix = prefix + "i:"
+
+    def encode(key: Any) -> str:
+        kind = type(key)
+        if kind is str and key.isascii():
+            return str_prefix + key  # type: ignore[no-any-return]
+        if kind is int:
+            return int_prefix + str(key)
+        return prefix + encode_key(key)
+
+    return encode
+
+
+def tier_key(prefix: str, key: Any) -> str:
+    """``prefix`` + the canonical form of ``key``: the full key in every tier.
+
+    Raises:
+        InvalidKeyError: as :func:`encode_key`.
+    """
+    return tier_key_encoder(prefix)(key)
 
 
 def _text(text: str) -> str:

@@ -12,6 +12,7 @@ from .errors import ConfigurationError, StoreError, TiercacheError
 from .stores.base import BaseStore
 
 if TYPE_CHECKING:
+    from .aio import AsyncNamespace
     from .namespace import Namespace
 
 __all__ = ["RepositoryStore", "wrap_repository"]
@@ -121,7 +122,7 @@ def _translated() -> Iterator[None]:
 class _CachedRepository:
     """The wrapped object: cached reads, writes through the namespace, the rest as is."""
 
-    def __init__(self, obj: Any, ns: Namespace, names: dict[str, str | None]) -> None:
+    def __init__(self, obj: Any, ns: Namespace | AsyncNamespace, names: dict[str, str | None]) -> None:
         self.__wrapped__ = obj
         self.namespace = ns
         if names["get"] is not None:
@@ -140,6 +141,6 @@ class _CachedRepository:
         return f"<cached {self.__wrapped__!r} in namespace {self.namespace.name!r}>"
 
 
-def wrap_repository(obj: R, ns: Namespace, names: dict[str, str | None]) -> R:
+def wrap_repository(obj: R, ns: Namespace | AsyncNamespace, names: dict[str, str | None]) -> R:
     """The proxy; typed as the repository so type checkers see its methods."""
     return _CachedRepository(obj, ns, names)  # type: ignore[return-value]

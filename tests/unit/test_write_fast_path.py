@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import tiercache as tc
+from tiercache._engine.flight import Fence
 from tiercache.errors import (
     CapacityError,
     InvalidKeyError,
@@ -27,8 +28,6 @@ from tiercache.errors import (
     TierError,
     ValueTooLargeError,
 )
-from tiercache.flight import Fence
-from tiercache.namespace import Namespace
 from tiercache.testing.clock import FakeClock
 from tiercache.testing.scheduler import ManualScheduler
 
@@ -119,21 +118,23 @@ class Twin:
         self.ns = self.cache.namespace(
             "ns", write=write if write is not None else tc.WriteBack(flush_interval=3600), **options
         )
-        self.fence = self.ns._fence = RacingFence()
+        self.fence = self.ns.engine.state.fence = RacingFence()
         self.general_plans = 0
-        write_plan = self.ns._write_plan
+        write_plan = self.ns.engine.writer.write
 
         def counting_write_plan(batch: Any) -> Any:
             self.general_plans += 1
             return write_plan(batch)
 
-        self.ns._write_plan = counting_write_plan  # type: ignore[method-assign]
+        self.ns.engine.writer.write = counting_write_plan  # type: ignore[method-assign]
 
     def set(self, key: Any, value: Any) -> None:
         if self.path == FAST:
             self.ns.set(key, value)
         else:
-            Namespace.set(self.ns, key, value)
+            # The general path, as ``set`` takes it when the shortcut is not selected.
+            self.ns.tier_key(key)
+            self.ns.set_many({key: value})
 
     def set_all(self, items: Iterable[tuple[Any, Any]]) -> None:
         """``set`` each item in turn (not ``set_many``: each write is one ``set``)."""
@@ -141,7 +142,7 @@ class Twin:
             self.set(key, value)
 
     def journal(self) -> dict[str, bytes]:
-        return dict(self.ns._policy._state.local)  # type: ignore[attr-defined]
+        return dict(self.ns.engine.state.policy._state.local)  # type: ignore[attr-defined]
 
     def l1(self, t: int = 0) -> dict[str, Any]:
         """Every entry of in-process tier ``t``: ``{tier key: (value, expires_at, size)}``."""
@@ -216,7 +217,7 @@ KEYS: list[Any] = ["a", "b", "héllo", 7, -3, b"\x00raw", ("t", 1, b"x"), "a", 7
 
 
 def takes_fast_path(ns: tc.Namespace) -> bool:
-    return ns.__dict__.get("set") == ns._set_in_process
+    return bool(ns.engine.fast.in_process)  # the selection made once per configuration
 
 
 def test_write_back_over_in_process_tiers_takes_the_fast_path() -> None:
@@ -274,7 +275,8 @@ def test_async_namespace_set_stays_a_coroutine() -> None:
         async with tc.AsyncCache(tiers=[tc.MemoryTier()], store=tc.MappingStore(),
                                  scheduler=ManualScheduler()) as cache:
             ns = cache.namespace("ns", write=tc.WriteBack(flush_interval=3600))
-            assert "set" not in ns.__dict__
+            # The async facade never takes the sync shortcut: its set is always a coroutine.
+            assert asyncio.iscoroutinefunction(type(ns).set)
             pending = ns.set("k", 1)
             assert asyncio.iscoroutine(pending)
             await pending
@@ -392,7 +394,7 @@ def test_a_plain_memory_tier_is_filled_through_set_one() -> None:
     """The fast path fills a MemoryTier with ``set_one``, the single-key form of ``set_many``."""
     twin = Twin(FAST)
     try:
-        assert twin.ns._fills == [twin.tiers[0].set_one]  # type: ignore[attr-defined]
+        assert twin.ns.engine.state.fills == [twin.tiers[0].set_one]  # type: ignore[attr-defined]
     finally:
         twin.close()
 
@@ -479,7 +481,7 @@ def test_purges_to_replay_are_replayed_first(twins: Any) -> None:
     pair = twins()
     both(pair, lambda t: t.set("z", 0))
     for twin in pair:
-        twin.ns._remember_purge(0, [twin.ns.tier_key("z")])
+        twin.ns.engine.failures.remember(0, [twin.ns.tier_key("z")])
         twin.set("k", 1)
         assert twin.ns.stats()["purges_replayed"] == 1
         assert twin.l1().keys() == {twin.ns.tier_key("k")}
@@ -492,14 +494,15 @@ def test_purges_to_replay_are_replayed_first(twins: Any) -> None:
 
 def race_at_fill_ttl(ns: tc.Namespace, race: Callable[[], object]) -> None:
     """Run ``race`` once, when the write asks its fill TTL: after the bumps, before the insert."""
-    fill_ttl = ns._fill_ttl
+    state = ns.engine.state
+    fill_ttl = state.fill_ttl
 
     def racing_fill_ttl(t: int, ttl: float | None = None) -> float | None:
-        del ns._fill_ttl
+        del state.fill_ttl
         race()
         return fill_ttl(t, ttl)
 
-    ns._fill_ttl = racing_fill_ttl  # type: ignore[method-assign]
+    state.fill_ttl = racing_fill_ttl  # type: ignore[method-assign]
 
 
 @pytest.mark.parametrize("where", ["mid-write", "before-insert", "during-insert"])
@@ -554,7 +557,7 @@ def test_on_tier_error_raise_raises_from_both_paths(twins: Any) -> None:
     """Under on_tier_error="raise" a tier's failure propagates, after journaling, on both paths."""
     pair = twins(tiers=lambda: [FailingMemoryTier()])
     for twin in pair:
-        twin.ns.on_tier_error = "raise"
+        twin.ns.engine.state.on_tier_error = "raise"
         with pytest.raises(TierError):
             twin.set("k", 1)
     assert_same_after_flush(pair)

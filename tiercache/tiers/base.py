@@ -7,6 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "UNDECODABLE",
+    "AsyncClosing",
     "AsyncJournaling",
     "AsyncLeasing",
     "AsyncTier",
@@ -293,4 +294,13 @@ class AsyncVersioning(Protocol):
 
     async def aread_version(self, key: str) -> int:
         """Coroutine form of ``read_version``."""
+        ...
+
+
+@runtime_checkable
+class AsyncClosing(Protocol):
+    """A tier whose coroutine clients are closed by ``AsyncCache.close``."""
+
+    async def aclose(self) -> None:
+        """Close the coroutine clients; idempotent."""
         ...
