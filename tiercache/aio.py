@@ -30,22 +30,28 @@ class AsyncNamespace(NamespaceBase):
 
     async def get(self, key: Key, default: Any = None) -> Any:
         """Coroutine form of :meth:`Namespace.get <tiercache.Namespace.get>`."""
-        engine = self.engine
-        fast = engine.fast
-        lookup = fast.lookup  # None without an L1, and under copy=
+        state = self._state
+        lookup = state.hit_lookup  # None without an L1, and under copy=
         if lookup is None:
-            return await arun(engine.get_copy_plan(key, default))
-        tier_key = self._state.encode_key(key)
+            return await arun(self.engine.get_copy_plan(key, default))
+        # The encoder's two inline forms (see keys.inline_prefixes): no call on a hit.
+        kind = type(key)
+        if kind is str and key.isascii():  # type: ignore[union-attr]
+            tier_key = state.str_prefix + key  # type: ignore[operator]
+        elif kind is int:
+            tier_key = state.int_prefix + str(key)
+        else:
+            tier_key = state.encode_key(key)
         try:
             value, expires_at, _ = lookup(tier_key)
         except KeyError:
             pass
         else:
-            if expires_at > fast.clock():
-                fast.l1_stats.hits += 1
+            if expires_at > state.clock():
+                state.l1_stats.hits += 1
                 return default if value is MISSING else value
-        fast.l1_stats.misses += 1
-        return await arun(engine.get_plan(key, default, 1))
+        state.l1_stats.misses += 1
+        return await arun(self.engine.get_plan(key, default, 1))
 
     async def get_many(
         self, keys: Iterable[Key], *, loader: Loader | None = None

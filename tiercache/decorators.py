@@ -361,7 +361,7 @@ def cached_function(
 
         state = engine.state
         lookup, clock = state.l1_lookup, state.clock
-        l1_stats = state.tier_stats[0] if state.tier_stats else None
+        l1_stats = state.l1_stats
         if key is None and not soft and lookup is not None and _single_parameter(fn):
             arity = len(inspect.signature(fn).parameters)
 
@@ -373,13 +373,16 @@ def cached_function(
                     arg = args[-1]
                     kind = type(arg)
                     if kind is int or kind is str:
+                        # The encoder's inline forms (keys.inline_prefixes); a
+                        # non-ASCII str that misses is checked on the slow path.
+                        prefix = state.int_prefix if kind is int else state.str_prefix
                         try:
-                            value, expires_at, _ = lookup(state.encode_key(arg))
+                            value, expires_at, _ = lookup(prefix + str(arg))
                         except KeyError:
                             pass
                         else:
                             if expires_at > clock():
-                                l1_stats.hits += 1  # type: ignore[union-attr]
+                                l1_stats.hits += 1
                                 return value
                 return slow(args, kwargs)
 

@@ -181,21 +181,28 @@ class Namespace(NamespaceBase):
             InvalidKeyError: ``key`` is not a supported key type.
             StoreError: the store failed to load.
         """
-        fast = self.engine.fast
-        lookup = fast.lookup
+        state = self._state
+        lookup = state.hit_lookup
         if lookup is None:
-            return fast.get(key, default)
-        tier_key = self._state.encode_key(key)
+            return self.engine.fast.get(key, default)
+        # The encoder's two inline forms (see keys.inline_prefixes): no call on a hit.
+        kind = type(key)
+        if kind is str and key.isascii():  # type: ignore[union-attr]
+            tier_key = state.str_prefix + key  # type: ignore[operator]
+        elif kind is int:
+            tier_key = state.int_prefix + str(key)
+        else:
+            tier_key = state.encode_key(key)
         try:
             value, expires_at, _ = lookup(tier_key)
         except KeyError:
             pass
         else:
-            if expires_at > fast.clock():
-                fast.l1_stats.hits += 1
+            if expires_at > state.clock():
+                state.l1_stats.hits += 1
                 return default if value is MISSING else value
-        fast.l1_stats.misses += 1
-        return fast.rest(key, tier_key, default)
+        state.l1_stats.misses += 1
+        return self.engine.fast.rest(key, tier_key, default)
 
     def get_many(self, keys: Iterable[Key], *, loader: Loader | None = None) -> dict[Key, Any]:
         """Return ``{key: value}`` for the keys found (a cached ``None`` included).

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from .._types import MISSING, Key
 from ..errors import SerializationError, TierError
 from ..policies import WriteBack, WriteBatch
-from ..stats import LayerStats
 from ..tiers.base import UNDECODABLE, Hit, Undecodable
 from .common import NEGATIVE, NOTHING, perf
 from .ops import run
@@ -33,16 +32,12 @@ FAILED = object()  # the direct read's tier failed: read around it, take no leas
 class FastPaths:
     """The shortcuts one configuration allows; the facades call them and nothing else.
 
-    ``lookup``: L1's raw lookup for the facade's inline hit path (None: no
-    L1, or ``copy=``, whose reads must copy), with its ``clock`` and
-    ``l1_stats``. ``rest``: the sync read after an L1 miss. ``get``: the
-    whole sync read, for when ``lookup`` is None. ``set``: one key's sync
-    write; ``in_process`` tells whether it is the in-process shortcut.
+    (The L1 hit itself is inline in the facades, on ``State.hit_lookup``.)
+    ``rest``: the sync read after an L1 miss. ``get``: the whole sync read,
+    for when ``hit_lookup`` is None. ``set``: one key's sync write;
+    ``in_process`` tells whether it is the in-process shortcut.
     """
 
-    lookup: Callable[[str], tuple[Any, float, int]] | None
-    clock: Callable[[], float]
-    l1_stats: LayerStats
     rest: Callable[[Key, str, Any], Any]
     get: Callable[[Key, Any], Any]
     set: Callable[[Key, Any], None]
@@ -56,7 +51,7 @@ def select(engine: Engine) -> FastPaths:
     lookup = state.l1_lookup
     start = 1 if lookup is not None else 0
     get_one = views[start].get_one if start < len(views) else None
-    l1_stats = state.tier_stats[0] if state.tier_stats else LayerStats()
+    l1_stats = state.l1_stats
     clock = state.clock
     failures = engine.failures
 
@@ -105,9 +100,6 @@ def select(engine: Engine) -> FastPaths:
             run(engine.set_plan({key: value}))
 
     return FastPaths(
-        lookup=None if copying else lookup,
-        clock=clock,
-        l1_stats=l1_stats,
         rest=rest,
         get=get,
         set=set_,

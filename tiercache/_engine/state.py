@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 from .._types import Clock, Key, seconds
 from ..errors import ConfigurationError, TierError
 from ..invalidation import Invalidation, Purge
-from ..keys import tier_key_encoder
+from ..keys import inline_prefixes, tier_key_encoder
 from ..policies import WritePolicy, WriteThrough
 from ..scheduler import Scheduler
 from ..serialization import MsgpackSerializer, Serializer
@@ -145,8 +145,7 @@ class State:
         self.scheduler = scheduler
         self.bus = bus
         self.base_prefix = f"{prefix}:{name}:"
-        self.key_prefix = self.base_prefix
-        self.encode_key = tier_key_encoder(self.key_prefix)
+        self.set_prefix(self.base_prefix)
         # Bookkeeping keys live under "#", which no namespace name can hold,
         # so invalidate_all's SCAN of "prefix:name:*" never touches them.
         self.journal_key = f"{prefix}:#wb:{name}"
@@ -161,6 +160,9 @@ class State:
         self.on_tier_error = on_tier_error
         self.wall_clock = wall_clock
         self.l1_lookup = self.base_views[0].lookup if self.base_views else None
+        self.l1_stats = self.tier_stats[0] if self.tier_stats else LayerStats()
+        # The facades' inline L1 hit: None without an L1, or under copy= (reads copy).
+        self.hit_lookup: Callable[[str], tuple[Any, float, int]] | None = None
         # Set by apply():
         self.config = NamespaceConfig()
         self.policy: WritePolicy = self.config.write
@@ -176,6 +178,7 @@ class State:
     def apply(self, config: NamespaceConfig, new_policy: bool = True) -> None:
         """Take ``config``: tiers' faces, views, the policy's own copy, serializer, prefix."""
         self.config = config
+        self.hit_lookup = None if config.copy else self.l1_lookup
         # Under Versioned a shared tier is used through its per-key-version
         # face (RedisTier.keyed_versions): every copy carries its key's version.
         versioned = config.invalidation.versioned
@@ -213,6 +216,7 @@ class State:
         """Serve keys under ``key_prefix`` (a new namespace version)."""
         # One assignment each: a concurrent reader sees the old or the new prefix.
         self.key_prefix = key_prefix
+        self.str_prefix, self.int_prefix = inline_prefixes(key_prefix)
         self.encode_key = tier_key_encoder(key_prefix)
 
     def read_version(self) -> int:
