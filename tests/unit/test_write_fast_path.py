@@ -142,7 +142,7 @@ class Twin:
             self.set(key, value)
 
     def journal(self) -> dict[str, bytes]:
-        return dict(self.ns.engine.state.policy._state.local)  # type: ignore[attr-defined]
+        return dict(self.ns.engine.state.run.local)  # type: ignore[attr-defined]
 
     def l1(self, t: int = 0) -> dict[str, Any]:
         """Every entry of in-process tier ``t``: ``{tier key: (value, expires_at, size)}``."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from .._types import MISSING, Clock, Key
 from ..errors import StoreError
+from ..policies import DeadLetters
 from ..scheduler import Scheduler
 from ..stores.base import Store
 from ..tiers.base import Tier
@@ -61,12 +62,14 @@ class Engine:
         self.failures = Failures(self.state)
         self.writer = Writer(self.state, self.failures)
         self.reader = Reader(self.state, self.failures, self.writer)
-        self.apply(config)
-        self.state.policy.start(self.writer, scheduler)
+        self.apply(config, restart=True)
 
-    def apply(self, config: NamespaceConfig, new_policy: bool = True) -> None:
-        """Take ``config``, and choose the shortcuts it allows."""
-        self.state.apply(config, new_policy)
+    def apply(self, config: NamespaceConfig, restart: bool) -> None:
+        """Take ``config`` (starting its policy's run if ``restart``), and choose the shortcuts."""
+        state = self.state
+        state.apply(config)
+        if restart:
+            state.run = state.policy.start(self.writer, state.scheduler)
         # Chosen here, once per configuration: never per call, never by
         # rebinding a facade's methods.
         self.fast: FastPaths = select(self)
@@ -159,7 +162,7 @@ class Engine:
         state = self.state
         deadline = time.monotonic() + timeout
         for _attempt in range(100_000):  # bounded; the deadline ends it sooner
-            busy, failed = (yield from state.policy.flush(self.writer, True)) or (False, 0)
+            busy, failed = (yield from state.run.flush(self.writer, True)) or (False, 0)
             if failed:
                 raise StoreError(
                     f"{state.name}: {failed} write-back entries could not be written "
@@ -171,40 +174,39 @@ class Engine:
 
     def dead_letters_plan(self) -> Plan[dict[Key, Any]]:
         """Write-back entries given up on; empty for policies that never defer writes."""
-        plan = getattr(self.state.policy, "dead_letters", None)  # WriteBack's own
-        if plan is None:
+        run = self.state.run
+        if not isinstance(run, DeadLetters):
             return {}
-        return (yield from plan(self.writer))  # type: ignore[no-any-return]
+        return (yield from run.dead_letters(self.writer))
 
     def replay_dead_letters_plan(self) -> Plan[int]:
         """Queue the dead letters for writing again; how many."""
-        plan = getattr(self.state.policy, "replay_dead_letters", None)  # WriteBack's own
-        if plan is None:
+        run = self.state.run
+        if not isinstance(run, DeadLetters):
             return 0
-        return int((yield from plan(self.writer)))
+        return int((yield from run.replay_dead_letters(self.writer)))
 
     def configure_plan(self, changes: dict[str, Any]) -> Plan[None]:
         """Swap policy or strategy: pending writes flushed first, a new strategy starting empty."""
         if not changes:
             return
         state = self.state
-        old_policy = state.policy
+        old_run = state.run
         yield from self.flush_plan(5.0)  # raises, changing nothing, if writes are stuck
-        self.apply(replace(state.config, **changes), new_policy="write" in changes)
+        self.apply(replace(state.config, **changes), restart="write" in changes)
         if "invalidation" in changes:
             # Keys cached under the old strategy (versioned or not) could be
             # read again by a later swap back: drop the namespace everywhere.
             yield from self.writer.announced(self.writer.drop_all(), "all", ())
-        if state.policy is not old_policy:
-            old_policy.close()
-            state.policy.start(self.writer, state.scheduler)
+        if state.run is not old_run:
+            old_run.close()
 
     def close_plan(self) -> Plan[None]:
         """Flush, then stop the policy's background work."""
         try:
             yield from self.flush_plan(5.0)
         finally:
-            self.state.policy.close()
+            self.state.run.close()
 
     def stats(self) -> dict[str, Any]:
         """Per-layer counters and latency of this namespace."""
@@ -219,9 +221,8 @@ class Engine:
             "purges_pending": failures.pending(),
             "purges_replayed": failures.purges_replayed,
         }
-        counters = getattr(state.policy, "counters", None)  # WriteBack's own
-        if counters is not None:
-            out["write_back"] = counters()
+        if isinstance(state.run, DeadLetters):  # WriteBack's journal
+            out["write_back"] = state.run.counters()
         return out
 
     # -- the bus: other processes' changes ----------------------------------

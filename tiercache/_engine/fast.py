@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._types import MISSING, Key
 from ..errors import SerializationError, TierError
-from ..policies import WriteBack, WriteBatch
+from ..policies import WriteBack, WriteBackJournal, WriteContext
 from ..tiers.base import UNDECODABLE, Hit, Undecodable
 from .common import NEGATIVE, NOTHING, perf
 from .ops import run
@@ -187,14 +187,14 @@ def set_in_process(engine: Engine, key: Key, value: Any) -> None:
     if limit is not None and len(data) > limit:
         raise writer.too_large(key, data, limit)
     now = state.clock()
-    policy = state.policy
-    if type(policy) is not WriteBack or failures.purges or not policy.local_room(1):
-        run(writer.write(WriteBatch([key], [tier_key], [value], [data], now)))
+    journal = state.run
+    if type(journal) is not WriteBackJournal or failures.purges or not journal.local_room(1):
+        run(writer.write(WriteContext([key], [tier_key], [value], [data], now)))
         return
     fence = state.fence
     epoch, before = fence.bump_one(tier_key)
     try:
-        policy.journal_one(field, data)
+        journal.journal_one(field, data)
     finally:
         after = fence.bump_one(tier_key)
     raced = after != (epoch, before + 1)  # another change moved the key between our bumps

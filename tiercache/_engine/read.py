@@ -84,7 +84,7 @@ class Reader:
         pending = yield from self.read_tiers(tier_keys, now, found, fills, start, failed)
         if pending and self.state.store is not None and loader is None:
             fields = [encode_key(keys[i]) for i in pending]
-            held = yield from self.state.policy.pending(fields, self.writer)
+            held = yield from self.state.run.pending(fields, self.writer)
             if held:
                 for n, value in held.items():
                     found[pending[n]] = value  # MISSING: a delete not yet flushed

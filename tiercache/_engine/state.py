@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy as copy_module
 import logging
 import random
 import time
@@ -15,7 +14,7 @@ from .._types import Clock, Key, seconds
 from ..errors import ConfigurationError, TierError
 from ..invalidation import Invalidation, Purge
 from ..keys import inline_prefixes, tier_key_encoder
-from ..policies import WritePolicy, WriteThrough
+from ..policies import PolicyRun, WritePolicy, WriteThrough
 from ..scheduler import Scheduler
 from ..serialization import MsgpackSerializer, Serializer
 from ..stats import LayerStats, RateLimitedLog
@@ -114,7 +113,7 @@ class State:
 
     Plain data and the computations on it (keys, serialization, TTLs); no
     I/O. ``apply`` recomputes what a configuration decides (the tiers'
-    faces and views, the policy's copy, the prefix), each by one assignment,
+    faces and views, the policy, the prefix), each by one assignment,
     so a concurrent reader sees the old value or the new one.
     """
 
@@ -166,6 +165,8 @@ class State:
         # Set by apply():
         self.config = NamespaceConfig()
         self.policy: WritePolicy = self.config.write
+        # The policy at work for this namespace: started by the engine, which owns the Target.
+        self.run: PolicyRun
         self.serializer: Serializer = self.config.serializer
         self.bound = False
         self.loads_many: Callable[[list[bytes]], list[Any]] | None = None
@@ -175,8 +176,8 @@ class State:
         self.l1_fill: Fill | None = None
         self.fills: list[Fill] = []
 
-    def apply(self, config: NamespaceConfig, new_policy: bool = True) -> None:
-        """Take ``config``: tiers' faces, views, the policy's own copy, serializer, prefix."""
+    def apply(self, config: NamespaceConfig) -> None:
+        """Take ``config``: tiers' faces, views, the policy, serializer, prefix."""
         self.config = config
         self.hit_lookup = None if config.copy else self.l1_lookup
         # Under Versioned a shared tier is used through its per-key-version
@@ -192,9 +193,7 @@ class State:
         ]
         self.version_view = next((v for v in self.views if v.versions is not None), None)
         self.lease_index = next((t for t, v in enumerate(self.views) if v.lease is not None), None)
-        if new_policy:
-            # Each namespace runs its own copy: a policy may keep per-namespace state.
-            self.policy = copy_module.copy(config.write)
+        self.policy = config.write  # frozen: its per-namespace state is in ``run``
         self.serializer = config.serializer
         # Serializers that sign (pickle) bind each value to its namespace and key.
         self.bound = isinstance(config.serializer, BoundSerializer)

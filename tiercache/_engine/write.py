@@ -7,7 +7,7 @@ from typing import Any
 
 from .._types import Key
 from ..errors import ConfigurationError, TierError, ValueTooLargeError
-from ..policies import WriteBatch
+from ..policies import WriteContext
 from ..serialization import Serializer
 from ..stores.base import Store
 from ..tiers.base import Tier, TierEntry
@@ -77,7 +77,7 @@ class Writer:
 
     # -- writes -------------------------------------------------------------
 
-    def prepare(self, items: Mapping[Key, Any]) -> WriteBatch:
+    def prepare(self, items: Mapping[Key, Any]) -> WriteContext:
         """Validate and serialize every item before any I/O (raises at call time)."""
         if not isinstance(items, Mapping):
             raise ConfigurationError(f"set_many takes a mapping, not {type(items).__name__}")
@@ -92,7 +92,7 @@ class Writer:
             for key, blob in zip(keys, data):
                 if len(blob) > limit:
                     raise self.too_large(key, blob, limit)
-        return WriteBatch(keys, tier_keys, values, data, state.clock())
+        return WriteContext(keys, tier_keys, values, data, state.clock())
 
     def too_large(self, key: Key, blob: bytes, limit: int) -> ValueTooLargeError:
         """The refusal of a value over ``max_value_bytes``, worded alike on every write path."""
@@ -101,40 +101,40 @@ class Writer:
             f"over max_value_bytes={limit}"
         )
 
-    def write(self, batch: WriteBatch) -> Plan[None]:
-        """``set_many`` of a prepared batch, by the namespace's policy."""
+    def write(self, ctx: WriteContext) -> Plan[None]:
+        """``set_many`` of a prepared context, by the namespace's policy."""
         state, failures = self.state, self.failures
         if failures.purges:
             yield from failures.replay()
         fence = state.fence
-        epoch, before = fence.bump(batch.tier_keys)
-        batch.local_tiers = []
+        epoch, before = fence.bump(ctx.tier_keys)
         try:
-            yield from state.policy.write(batch, self)
+            outcome = yield from state.run.write(ctx, self)
         finally:
-            after_epoch, after = fence.bump(batch.tier_keys)
-        if batch.local_tiers:
+            after_epoch, after = fence.bump(ctx.tier_keys)
+        local = [t for t, view in enumerate(state.views) if not view.shared]
+        if outcome.fill_local and local:
             # This process's copies are replaced last, after the change is
             # complete, and only for keys no other change touched meanwhile
             # (their generation moved by our own second bump alone); any
             # change that lands after our insert deletes or replaces it.
-            unraced = {k for k in batch.tier_keys
+            unraced = {k for k in ctx.tier_keys
                        if after_epoch == epoch and after[k] == before[k] + 1}
-            raced = [k for k in batch.tier_keys if k not in unraced]
-            for t in batch.local_tiers:
-                entries = [e for e in self.entries(batch, t) if e[0] in unraced]
-                if entries and (yield from self.fill_local(t, entries, batch.now, (after_epoch, after))):
+            raced = [k for k in ctx.tier_keys if k not in unraced]
+            for t in local:
+                entries = [e for e in self.entries(ctx, t) if e[0] in unraced]
+                if entries and (yield from self.fill_local(t, entries, ctx.now, (after_epoch, after))):
                     state.tier_stats[t].sets += len(entries)
                 if raced:
                     yield from failures.delete(t, raced)
-        if batch.announced:  # the policy's tier script added the bus entry
+        if outcome.announced:  # the policy's tier script added the bus entry
             state.bus.announced()
         else:
-            yield from failures.publish("keys", batch.tier_keys)
+            yield from failures.publish("keys", ctx.tier_keys)
 
     def delete(self, keys: list[Key], tier_keys: list[str]) -> Plan[None]:
         """``delete_many``: the policy's delete, fenced and announced."""
-        return self.announced(self.state.policy.delete(keys, tier_keys, self), "keys", tier_keys)
+        return self.announced(self.state.run.delete(keys, tier_keys, self), "keys", tier_keys)
 
     def invalidate(self, tier_keys: list[str]) -> Plan[None]:
         """``invalidate_many``: every tier's copies, fenced and announced."""
@@ -232,7 +232,7 @@ class Writer:
             raise
         state.store_stats.deletes += len(keys)
 
-    def entries(self, batch: WriteBatch, t: int) -> list[TierEntry]:
+    def entries(self, batch: WriteContext, t: int) -> list[TierEntry]:
         """Tier ``t``'s entries for the batch's values (each with its own jittered TTL)."""
         serialized = self.state.views[t].serialized
         fill_ttl = self.state.fill_ttl
@@ -241,19 +241,18 @@ class Writer:
             for k, value, blob in zip(batch.tier_keys, batch.values, batch.data)
         ]
 
-    def fill(self, batch: WriteBatch, skip: int | None = None, shared: bool = True) -> Plan[None]:
-        """Replace the tiers' copies (but tier ``skip``; shared tiers only if ``shared``)."""
+    def fill(self, batch: WriteContext, skip: int | None = None) -> Plan[None]:
+        """Replace the shared tiers' copies (but tier ``skip``'s, written already).
+
+        In-process copies are replaced by ``write`` once the change is
+        complete, fenced, when the policy's outcome asks for it.
+        """
         state = self.state
         for t, view in enumerate(state.views):
             if t == skip:
                 state.tier_stats[t].sets += len(batch.keys)
                 continue
-            if view.shared and not shared:
-                continue
-            if not view.shared and batch.local_tiers is not None:
-                # In-process copies are replaced by ``write`` once the change
-                # is complete, fenced.
-                batch.local_tiers.append(t)
+            if not view.shared:
                 continue
             entries = self.entries(batch, t)
             if entries and (yield from self.failures.set(t, entries, batch.now)):
