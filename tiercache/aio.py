@@ -11,7 +11,7 @@ from ._engine.ops import arun
 from ._types import MISSING, Key
 from .cache import CacheBase
 from .invalidation import Invalidation
-from .namespace import NamespaceBase
+from .namespace import NamespaceBase, configure_changes
 from .policies import WritePolicy
 from .tiers.base import AsyncClosing
 
@@ -30,7 +30,7 @@ class AsyncNamespace(NamespaceBase):
 
     async def get(self, key: Key, default: Any = None) -> Any:
         """Coroutine form of :meth:`Namespace.get <tiercache.Namespace.get>`."""
-        state = self._state
+        state = self.engine.state
         lookup = state.hit_lookup  # None without an L1, and under copy=
         if lookup is None:
             return await arun(self.engine.get_copy_plan(key, default))
@@ -61,7 +61,7 @@ class AsyncNamespace(NamespaceBase):
 
     async def set(self, key: Key, value: Any) -> None:
         """Coroutine form of ``Namespace.set``."""
-        self._state.encode_key(key)  # refuse a bad key before it meets a dict (True == 1)
+        self.engine.state.encode_key(key)  # refuse a bad key before it meets a dict (True == 1)
         await arun(self.engine.set_plan({key: value}))
 
     async def set_many(self, items: Mapping[Key, Any]) -> None:
@@ -107,7 +107,7 @@ class AsyncNamespace(NamespaceBase):
         invalidation: Invalidation | None = None,
     ) -> None:
         """Coroutine form of ``Namespace.configure``."""
-        await arun(self.engine.configure_plan(self._configure_changes(write, invalidation)))
+        await arun(self.engine.configure_plan(configure_changes(write, invalidation)))
 
     async def close(self) -> None:
         """Coroutine form of ``Namespace.close``."""

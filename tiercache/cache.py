@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import atexit
-import hashlib
 import logging
-import re
 import threading
 import time
 import weakref
@@ -14,9 +12,11 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+from ._engine.bus_wiring import BusWiring
+from ._engine.engine import Engine
 from ._engine.ops import run
 from ._types import Clock, Key, monotonic, seconds
-from .decorators import CachedDecorator, cached_function
+from .decorators import CachedDecorator, cached_decorator
 from .errors import ConfigurationError
 from .invalidation import Invalidation
 from .keys import check_name
@@ -26,7 +26,7 @@ from .repository import RepositoryStore, wrap_repository
 from .scheduler import Scheduler, ThreadScheduler
 from .serialization import Serializer
 from .stores.base import Store
-from .tiers.base import Shared, Tier
+from .tiers.base import Tier
 
 if TYPE_CHECKING:
     from .aio import AsyncNamespace
@@ -113,9 +113,12 @@ class CacheBase(Generic[N]):
             )
         self.max_staleness = float(seconds(max_staleness, "max_staleness") or 1.0)
         self.on_tier_error = on_tier_error
-        self._use_bus = bus
-        self._bus: Any = None
         self._namespaces: dict[str, N] = {}
+        self._wiring = BusWiring(
+            use=bus, tiers=self.tiers, prefix=self.prefix, max_staleness=self.max_staleness,
+            engines=lambda: [ns.engine for ns in self._namespaces.values()],
+            engine=self._engine_of,
+        )
         self._lock = threading.RLock()
         self._closed = False
         # Interpreter exit drains write-back buffers; a weak reference, so
@@ -124,49 +127,14 @@ class CacheBase(Generic[N]):
         self._atexit = lambda: _close_at_exit(ref)
         atexit.register(self._atexit)
 
-    def _bus_for(self, config: NamespaceConfig) -> Any:
-        """The invalidation bus, started on first need: Purge/Versioned, an L1, a Redis tier."""
-        if not (self._use_bus and config.invalidation.broadcast):
-            return None
-        if self._bus is not None:
-            return self._bus
-        redis_tier = next((t for t in self.tiers if isinstance(t, Shared)), None)
-        if redis_tier is None:
-            return None  # no channel to other processes
-        # Even a cache with no L1 of its own must announce its changes to the
-        # other processes' L1; it only has nothing to listen for.
-        listen = bool(self.tiers) and not isinstance(self.tiers[0], Shared)
-        from .bus import Bus
+    def _engine_of(self, name: str) -> Engine | None:
+        ns = self._namespaces.get(name)
+        return None if ns is None else ns.engine
 
-        block = 0.5
-        self._bus = Bus(
-            redis_tier.client,
-            redis_tier.listener(block + 1.0, f"tiercache-bus:{self.prefix}"),
-            f"{self.prefix}:#bus",
-            on_message=self._on_bus_message,
-            on_gap=self._on_bus_gap,
-            on_tick=self._on_bus_tick,
-            available=lambda: bool(redis_tier.available),
-            max_silence=self.max_staleness,
-            block=block,
-        )
-        if listen:
-            self._bus.start()
-        return self._bus
-
-    def _on_bus_message(self, namespace: str, kind: str, keys: list[str]) -> None:
-        ns = self._namespaces.get(namespace)
-        if ns is not None:
-            ns.engine.on_invalidation(kind, keys)
-
-    def _on_bus_tick(self) -> None:
-        for ns in list(self._namespaces.values()):
-            if ns.engine.has_purges():
-                ns.engine.replay_purges_now()
-
-    def _on_bus_gap(self, why: str) -> None:
-        for ns in list(self._namespaces.values()):
-            ns.engine.on_gap()
+    @property
+    def _bus(self) -> Any:
+        """The invalidation bus, once a namespace needed it (None before, or without Redis)."""
+        return self._wiring.bus
 
     def __repr__(self) -> str:
         return f"Cache(prefix={self.prefix!r}, tiers={self.tiers!r}, store={self.store!r})"
@@ -246,7 +214,7 @@ class CacheBase(Generic[N]):
                 config=config,
                 clock=self.clock,
                 scheduler=self.scheduler,
-                bus=self._bus_for(config),
+                bus=self._wiring.bus_for(config),
                 max_staleness=self.max_staleness,
                 on_tier_error=self.on_tier_error,
                 wall_clock=self.wall_clock,
@@ -292,29 +260,12 @@ class CacheBase(Generic[N]):
         Raises:
             ConfigurationError: bad options (checked when decorating).
         """
-        fresh = seconds(ttl)
-        swr = seconds(stale_while_revalidate, "stale_while_revalidate")
-        sie = seconds(stale_if_error, "stale_if_error")
-        if (swr or sie) and fresh is None:
-            raise ConfigurationError("stale_while_revalidate and stale_if_error need ttl=")
-        hard = fresh + max(swr or 0.0, sie or 0.0) if fresh is not None else None
-
-        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            ns = self.namespace(
-                namespace if namespace is not None else _function_namespace(fn),
-                ttl=hard,
-                negative_ttl=negative_ttl,
-                ttl_jitter=ttl_jitter,
-                write=write,
-                invalidation=invalidation,
-                max_value_bytes=max_value_bytes,
-            )
-            return cached_function(
-                fn, ns, key=key, ttl=fresh,
-                stale_while_revalidate=swr, stale_if_error=sie,
-            )
-
-        return cast(CachedDecorator, decorate)  # the overloads say what decorate returns
+        return cached_decorator(
+            self.namespace, namespace=namespace, ttl=ttl, key=key, negative_ttl=negative_ttl,
+            stale_while_revalidate=stale_while_revalidate, stale_if_error=stale_if_error,
+            ttl_jitter=ttl_jitter, write=write, invalidation=invalidation,
+            max_value_bytes=max_value_bytes,
+        )
 
     def wrap(
         self,
@@ -402,8 +353,7 @@ class CacheBase(Generic[N]):
 
     def _finish_close(self, errors: list[BaseException]) -> None:
         """Stop the bus, close tiers and stores once each, raise the first error."""
-        if self._bus is not None:
-            self._bus.stop()
+        self._wiring.stop()
         closed: set[int] = set()
         stores = [self.store, *(ns.store for ns in self._namespaces.values())]
         for closable in [*self.tiers, *stores]:
@@ -446,15 +396,6 @@ class Cache(CacheBase[Namespace]):
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _function_namespace(fn: Callable[..., Any]) -> str:
-    """``fn.<module>.<qualname>`` with only name characters; hashed past 64."""
-    raw = f"fn.{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)}"
-    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", raw)
-    if len(name) > 64:
-        name = name[:51] + "." + hashlib.sha256(raw.encode()).hexdigest()[:12]
-    return name
 
 
 def _close_at_exit(ref: weakref.ref[CacheBase[Any]]) -> None:

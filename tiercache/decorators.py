@@ -1,12 +1,4 @@
-"""cached(): memoize sync and async functions and methods in a namespace.
-
-The key is the call's arguments bound to the function's signature with
-defaults applied, so ``f(1)``, ``f(a=1)`` and ``f(b=2, a=1)`` (``b=2`` the
-default) are one key; it is built from the values themselves, never from
-``id()`` or a repr, so it is the same in every process and after a restart.
-A first parameter named ``self`` or ``cls`` is left out: a method's results
-are shared by its instances (pass ``key=`` when they must not be).
-"""
+"""cached(): memoize sync and async functions and methods in a namespace."""
 
 from __future__ import annotations
 
@@ -15,184 +7,34 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 from ._engine.common import NOTHING
 from ._engine.ops import AsyncCall, Blocking, Op, Plan, arun, run
-from ._types import MISSING, Key
-from .errors import InvalidKeyError, SerializationError
-from .serialization import MsgpackSerializer
+from ._types import MISSING, Key, seconds
+from .cached_types import AsyncCached, Cached, CachedDecorator
+from .call_keys import call_key, first_parameter, function_namespace, single_parameter
+from .errors import ConfigurationError
+from .invalidation import Invalidation
+from .policies import WritePolicy
 
 if TYPE_CHECKING:
     from .namespace import NamespaceBase
 
-__all__ = ["AsyncCached", "Cached", "CachedDecorator", "cached_function", "call_key"]
+__all__ = [
+    "AsyncCached",
+    "Cached",
+    "CachedDecorator",
+    "cached_decorator",
+    "cached_function",
+    "call_key",
+]
 
-P = ParamSpec("P")
-R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
 
 log = logging.getLogger("tiercache")
 
-_P = inspect.Parameter
-_SIMPLE = (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
-_canonical = MsgpackSerializer()
-_KEY_TYPES = (str, int)
-
-
-class BoundCached(Protocol, Generic[R_co]):
-    """``obj.method`` of a cached method, for type checkers: calls, invalidates, refreshes."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> R_co: ...
-
-    def invalidate(self, *args: Any, **kwargs: Any) -> Any: ...
-
-    def refresh(self, *args: Any, **kwargs: Any) -> Any: ...
-
-    def cache_key(self, *args: Any, **kwargs: Any) -> Key: ...
-
-
-class Cached(Protocol[P, R_co]):
-    """A function memoized by ``@cache.cached``, as type checkers see it.
-
-    It keeps the function's signature (``ParamSpec``); ``invalidate`` and
-    ``refresh`` take the same arguments.
-    """
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
-
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
-        """Drop the cached result of this call, in every tier and process."""
-        ...
-
-    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
-        """Call the function now and cache its result, whatever was cached."""
-        ...
-
-    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> Key:
-        """The key this call is cached under."""
-        ...
-
-    def __get__(self, obj: Any, owner: type | None = None) -> BoundCached[R_co]: ...
-
-
-class AsyncCached(Protocol[P, R_co]):
-    """A coroutine function memoized by ``@cache.cached``: ``await``-able, as are
-    ``invalidate`` and ``refresh``."""
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
-
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, None]:
-        """Drop the cached result of this call, in every tier and process."""
-        ...
-
-    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]:
-        """Call the function now and cache its result, whatever was cached."""
-        ...
-
-    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> Key:
-        """The key this call is cached under."""
-        ...
-
-    def __get__(self, obj: Any, owner: type | None = None) -> BoundCached[Any]: ...
-
-
-class CachedDecorator(Protocol):
-    """What ``cache.cached(...)`` returns: sync functions stay sync, coroutine functions async."""
-
-    # A coroutine function also matches the second overload: the first must win.
-    @overload
-    def __call__(  # type: ignore[overload-overlap]
-        self, fn: Callable[P, Coroutine[Any, Any, R]]
-    ) -> AsyncCached[P, R]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Cached[P, R]: ...
-
-
-def call_key(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Key]:
-    """The function that turns a call's arguments into a cache key for ``fn``.
-
-    One parameter: the key is the argument; several: a tuple of them. ``str``
-    and ``int`` arguments stand as they are; ``bytes`` get a ``0x00`` byte in
-    front and every other value becomes ``0xff`` + its canonical msgpack
-    (dicts and sets sorted), so no two different calls share a key.
-
-    Raises (from the returned function):
-        InvalidKeyError: an argument has no canonical form (pass ``key=``).
-    """
-    sig = inspect.signature(fn)
-    params = list(sig.parameters.values())
-    skip = 1 if params and params[0].name in ("self", "cls") else 0
-    simple = all(p.kind in _SIMPLE for p in params)
-    arity = len(params)
-    single = arity - skip == 1 and simple
-
-    def make(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Key:
-        if simple and not kwargs and len(args) == arity:
-            values: tuple[Any, ...] = args[skip:] if skip else args
-        else:
-            try:
-                bound = sig.bind(*args, **kwargs)
-            except TypeError as exc:
-                raise InvalidKeyError(f"{fn.__qualname__}: {exc}") from exc
-            bound.apply_defaults()
-            values = tuple(_flatten(params, bound.arguments))[skip:]
-        if single:
-            value = values[0]
-            return value if type(value) in _KEY_TYPES else _keyable(value, fn)
-        return tuple(v if type(v) in _KEY_TYPES else _keyable(v, fn) for v in values)
-
-    return make
-
-
-def _flatten(params: list[inspect.Parameter], arguments: dict[str, Any]) -> list[Any]:
-    out: list[Any] = []
-    for p in params:
-        value = arguments[p.name]
-        if p.kind is _P.VAR_KEYWORD:
-            out.append(tuple(sorted(value.items())))
-        else:
-            out.append(value)
-    return out
-
-
-def _keyable(value: Any, fn: Callable[..., Any]) -> Key:
-    if type(value) is bytes:
-        return b"\x00" + value
-    try:
-        return b"\xff" + _canonical.dumps(_normal(value))
-    except (SerializationError, TypeError) as exc:
-        raise InvalidKeyError(
-            f"{fn.__qualname__}: argument {value!r:.60} has no stable key; pass key=: {exc}"
-        ) from exc
-
-
-def _normal(value: Any) -> Any:
-    """A form whose msgpack is the same for equal values (dict and set order fixed)."""
-    kind = type(value)
-    if kind is dict:
-        pairs = [(_normal(k), _normal(v)) for k, v in value.items()]
-        pairs.sort(key=lambda kv: _canonical.dumps(kv[0]))
-        return ("d", tuple(pairs))
-    if kind is set or kind is frozenset:
-        items = [_normal(v) for v in value]
-        items.sort(key=_canonical.dumps)
-        return ("s", tuple(items))
-    if kind is list:
-        return ("l", tuple(_normal(v) for v in value))
-    if kind is tuple:
-        return ("t", tuple(_normal(v) for v in value))
-    return value
-
-
-def _single_parameter(fn: Callable[..., Any]) -> bool:
-    """True for ``f(x)`` and ``obj.f(x)``: one plain parameter besides self/cls."""
-    params = list(inspect.signature(fn).parameters.values())
-    if params and params[0].name in ("self", "cls"):
-        params = params[1:]
-    return len(params) == 1 and params[0].kind in _SIMPLE
 
 
 class _Call:
@@ -362,7 +204,7 @@ def cached_function(
         state = engine.state
         lookup, clock = state.l1_lookup, state.clock
         l1_stats = state.l1_stats
-        if key is None and not soft and lookup is not None and _single_parameter(fn):
+        if key is None and not soft and lookup is not None and single_parameter(fn):
             arity = len(inspect.signature(fn).parameters)
 
             # The common memoized call, f(n) or obj.f(n) with an int or str:
@@ -407,14 +249,53 @@ def cached_function(
     wrapper.refresh = refresh  # type: ignore[attr-defined]
     wrapper.namespace = ns  # type: ignore[attr-defined]
     wrapper.cache_key = lambda *a, **kw: make_key(a, kw)  # type: ignore[attr-defined]
-    if key is None and _first_parameter(fn) in ("self", "cls"):
+    if key is None and first_parameter(fn) in ("self", "cls"):
         return _CachedMethod(wrapper)
     return wrapper
 
 
-def _first_parameter(fn: Callable[..., Any]) -> str | None:
-    params = list(inspect.signature(fn).parameters)
-    return params[0] if params else None
+def cached_decorator(
+    namespace_of: Callable[..., NamespaceBase],
+    *,
+    namespace: str | None,
+    ttl: float | timedelta | None,
+    key: Callable[..., Key] | None,
+    negative_ttl: float | timedelta | None,
+    stale_while_revalidate: float | timedelta | None,
+    stale_if_error: float | timedelta | None,
+    ttl_jitter: float | None,
+    write: WritePolicy | None,
+    invalidation: Invalidation | None,
+    max_value_bytes: int | None,
+) -> CachedDecorator:
+    """``Cache.cached``'s decorator: options checked now, the namespace made per function.
+
+    Raises:
+        ConfigurationError: bad options (checked when decorating).
+    """
+    fresh = seconds(ttl)
+    swr = seconds(stale_while_revalidate, "stale_while_revalidate")
+    sie = seconds(stale_if_error, "stale_if_error")
+    if (swr or sie) and fresh is None:
+        raise ConfigurationError("stale_while_revalidate and stale_if_error need ttl=")
+    hard = fresh + max(swr or 0.0, sie or 0.0) if fresh is not None else None
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        ns = namespace_of(
+            namespace if namespace is not None else function_namespace(fn),
+            ttl=hard,
+            negative_ttl=negative_ttl,
+            ttl_jitter=ttl_jitter,
+            write=write,
+            invalidation=invalidation,
+            max_value_bytes=max_value_bytes,
+        )
+        return cached_function(
+            fn, ns, key=key, ttl=fresh,
+            stale_while_revalidate=swr, stale_if_error=sie,
+        )
+
+    return cast(CachedDecorator, decorate)  # the overloads say what decorate returns
 
 
 class _CachedMethod:

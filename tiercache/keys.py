@@ -1,11 +1,4 @@
-"""Key validation and canonical, injective key encoding.
-
-A key is ``str``, ``int``, ``bytes`` or a tuple of those. Its canonical form
-is a tag and a payload, ``s:hello``, ``i:42``, ``b:6869``, ``t:s1:ai2:42``,
-where tuple elements are length-prefixed, so the code is prefix-free and no
-two distinct keys share a form. ``1`` and ``"1"`` differ; ``bool`` is refused
-because ``True == 1`` would make two spellings of one dict key.
-"""
+"""Key validation and canonical, injective key encoding."""
 
 from __future__ import annotations
 
@@ -49,6 +42,13 @@ def check_name(kind: str, name: object) -> str:
 
 def encode_key(key: Any) -> str:
     """Return the canonical form of ``key``.
+
+    A key is ``str``, ``int``, ``bytes`` or a tuple of those. Its canonical
+    form is a tag and a payload, ``s:hello``, ``i:42``, ``b:6869``,
+    ``t:s1:ai2:42``, where tuple elements are length-prefixed, so the code
+    is prefix-free and no two distinct keys share a form. ``1`` and ``"1"``
+    differ; ``bool`` is refused because ``True == 1`` would make two
+    spellings of one dict key.
 
     Raises:
         InvalidKeyError: ``key`` is not ``str``, ``int``, ``bytes`` or a tuple

@@ -1,15 +1,4 @@
-"""The single-key shortcuts equal the general plans: one table of cases, run on twin namespaces.
-
-``engine.fast`` serves ``set`` under WriteBack when every tier is in the
-process, and ``get`` inline from L1 (then one direct read of the next tier).
-Each row of :data:`CASES` runs one script twice, on twin namespaces: once
-through the shortcuts (``ns.set``, ``ns.get``) and once through the general
-plans (``set_many``, the read plan from L1 down), then compares what the
-script returned and everything left behind: the journal entries, the L1
-entries with their expiries, the fence generations, the counters, and the
-store after a flush. Which configurations take the shortcut is checked
-after the table.
-"""
+"""The single-key shortcuts equal the general plans: one table of cases, run on twin namespaces."""
 
 from __future__ import annotations
 
@@ -251,6 +240,16 @@ KEYS: list[Any] = ["a", "b", "héllo", 7, -3, b"\x00raw", ("t", 1, b"x"), "a", 7
 
 
 # -- the table ---------------------------------------------------------------------------
+
+
+# ``engine.fast`` serves ``set`` under WriteBack when every tier is in the
+# process, and ``get`` inline from L1 (then one direct read of the next
+# tier). Each row of CASES runs one script twice, on twin namespaces: once
+# through the shortcuts (``ns.set``, ``ns.get``) and once through the
+# general plans (``set_many``, the read plan from L1 down), then compares
+# what the script returned and everything left behind: the journal
+# entries, the L1 entries with their expiries, the fence generations, the
+# counters, and the store after a flush.
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,4 @@
-"""Single-key shortcuts for ``get`` and ``set``, chosen once per configuration by :func:`select`.
-
-Each shortcut takes the same steps as the general plan for one key, in the
-same order, without a batch, a plan or the driver (which cost several times
-an L1 hit or an in-process write). ``tests/unit/test_fast_paths.py`` checks
-each against the general path from one table of cases.
-"""
+"""Single-key shortcuts for ``get`` and ``set``, chosen once per configuration by :func:`select`."""
 
 from __future__ import annotations
 
@@ -45,7 +39,14 @@ class FastPaths:
 
 
 def select(engine: Engine) -> FastPaths:
-    """The shortcuts for ``engine`` as configured now (on each configuration, never per call)."""
+    """The shortcuts for ``engine`` as configured now (on each configuration, never per call).
+
+    Each shortcut takes the same steps as the general plan for one key, in
+    the same order, without a batch, a plan or the driver (which cost
+    several times an L1 hit or an in-process write).
+    ``tests/unit/test_fast_paths.py`` checks each against the general path
+    from one table of cases.
+    """
     state = engine.state
     views = state.views
     lookup = state.l1_lookup

@@ -1,11 +1,4 @@
-"""Single-flight loads and fences: one store load per key, and no stale fill after a write.
-
-``Flights`` collapses concurrent misses for a key in one process into one
-load: the first caller leads, the others wait for its result (threads block
-on a future; coroutines await it). ``Fence`` is the memcache lease idea for
-local fills: a read notes a key's generation before it loads, and fills the
-tiers only if no write, delete or invalidation touched the key meanwhile.
-"""
+"""Single-flight loads and fences: one store load per key, and no stale fill after a write."""
 
 from __future__ import annotations
 
@@ -22,7 +15,11 @@ only ever skips a fill, never allows a stale one)."""
 
 
 class Flights:
-    """In-process single-flight: at most one load per key at a time."""
+    """In-process single-flight: at most one load per key at a time.
+
+    The first caller to miss a key leads and loads it; the others wait for
+    its result (threads block on a future; coroutines await it).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -59,7 +56,12 @@ class Flights:
 
 
 class Fence:
-    """Generation counters that a write bumps, so a racing read knows not to fill."""
+    """Generation counters that a write bumps, so a racing read knows not to fill.
+
+    The memcache lease idea for local fills: a read notes a key's
+    generation before it loads, and fills the tiers only if no write,
+    delete or invalidation touched the key meanwhile.
+    """
 
     def __init__(self, slots: int = FENCE_SLOTS) -> None:
         self._slots = slots

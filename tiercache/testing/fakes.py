@@ -1,10 +1,4 @@
-"""In-memory stand-ins for running a write policy alone: tiers, a journal tier, a store, a target.
-
-A policy acts on a :class:`~tiercache.policies.Target`; :class:`FakeTarget`
-is one over :class:`FakeTier` objects and a :class:`FakeStore`, recording
-every step in ``events`` so a test can check the order a policy chose.
-No Redis, no namespace, no fakeredis: the plans run with ``run``.
-"""
+"""In-memory stand-ins for running a write policy alone: tiers, a journal tier, a store, a target."""
 
 from __future__ import annotations
 
@@ -178,6 +172,7 @@ class FakeTarget:
     ``events`` records, in order, ``("save", keys)``, ``("erase", keys)``,
     ``("fill", t, keys)`` and ``("drop", t, keys)``: what the policy asked for.
     Tier failures are swallowed (as a namespace degrades); store failures raise.
+    No Redis, no namespace, no fakeredis: a policy's plans run with ``run``.
     """
 
     def __init__(

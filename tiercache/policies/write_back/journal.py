@@ -34,6 +34,21 @@ _FILL_LOCAL_ANNOUNCED = WriteOutcome(fill_local=True, announced=True)
 class WriteBackJournal:
     """One namespace's pending writes, as :class:`WriteBack` configured them.
 
+    With a Redis tier the pending writes live in Redis (a journal hash, one
+    field per key, so several writes to a key coalesce into the last),
+    written in the same atomic step as the cached copy: a process killed
+    after ``set`` returned loses nothing, and the next flush by any process
+    that declares the namespace writes it. Flushes take a lease in Redis so
+    two processes do not write one key's entries out of order, and
+    acknowledge an entry only if it is unchanged since it was read, so a
+    write that lands during a flush stays pending. A store that keeps
+    failing sends an entry, after ``max_attempts``, to a dead-letter hash
+    that code can inspect and replay (see :mod:`.flusher`).
+
+    Without a Redis tier the journal is a dict in the process: fast, and
+    lost with the process. That is the documented price of write-back
+    without Redis.
+
     The journal is in the first tier that keeps one (``Journaling``: Redis),
     or else a dict here. Entries are ``seq|payload`` per canonical key
     (``field``), the payload empty for a delete.
