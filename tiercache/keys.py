@@ -56,7 +56,7 @@ def encode_key(key: Any) -> str:
     """
     kind = type(key)
     if kind is str:
-        return "s:" + _text(key)
+        return "s:" + (key if key.isascii() else _text(key))
     if kind is int:
         return "i:" + str(key)
     if kind is bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy as copy_module
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from .._types import MISSING, Key
 from ..errors import SerializationError, TierError
 from ..policies import WriteBack, WriteBackJournal, WriteContext
 from ..tiers.base import UNDECODABLE, Hit, Undecodable
+from ..keys import encode_key
 from .common import NEGATIVE, NOTHING, perf
 from .ops import run
 
@@ -89,11 +91,9 @@ def select(engine: Engine) -> FastPaths:
         return copy_module.deepcopy(value) if copying else value
 
     in_process = sets_in_process(engine)
+    set_: Callable[[Key, Any], None]
     if in_process:
-
-        def set_(key: Key, value: Any) -> None:
-            set_in_process(engine, key, value)
-
+        set_ = functools.partial(set_in_process, engine)  # no frame of its own
     else:
 
         def set_(key: Key, value: Any) -> None:
@@ -180,9 +180,8 @@ def set_in_process(engine: Engine, key: Key, value: Any) -> None:
     swapped WriteBack out.
     """
     state, failures, writer = engine.state, engine.failures, engine.writer
-    prefix = state.key_prefix
-    tier_key = state.encode_key(key)  # InvalidKeyError, before anything is written
-    field = tier_key[len(prefix):]
+    field = encode_key(key)  # InvalidKeyError, before anything is written
+    tier_key = state.key_prefix + field  # one read of the prefix: a new version may land
     data = state.encode(value, tier_key) if state.bound else state.serializer.dumps(value)
     limit = state.config.max_value_bytes
     if limit is not None and len(data) > limit:

@@ -172,6 +172,7 @@ class State:
         self.loads_many: Callable[[list[bytes]], list[Any]] | None = None
         self.version_view: TierView | None = None
         self.lease_index: int | None = None
+        self.local_tiers: list[int] = []  # in-process tiers: filled after a write, fenced
         self.tier_ttls: list[float | None] = []
         self.l1_fill: Fill | None = None
         self.fills: list[Fill] = []
@@ -193,6 +194,7 @@ class State:
         ]
         self.version_view = next((v for v in self.views if v.versions is not None), None)
         self.lease_index = next((t for t, v in enumerate(self.views) if v.lease is not None), None)
+        self.local_tiers = [t for t, v in enumerate(self.views) if not v.shared]
         self.policy = config.write  # frozen: its per-namespace state is in ``run``
         self.serializer = config.serializer
         # Serializers that sign (pickle) bind each value to its namespace and key.

@@ -83,7 +83,8 @@ class Writer:
             raise ConfigurationError(f"set_many takes a mapping, not {type(items).__name__}")
         state = self.state
         keys = list(items)
-        tier_keys = [state.tier_key(k) for k in keys]
+        encode_key = state.encode_key
+        tier_keys = [encode_key(k) for k in keys]
         values = [items[k] for k in keys]
         encode = state.encode
         data = [encode(v, k) for v, k in zip(values, tier_keys)]
@@ -112,7 +113,7 @@ class Writer:
             outcome = yield from state.run.write(ctx, self)
         finally:
             after_epoch, after = fence.bump(ctx.tier_keys)
-        local = [t for t, view in enumerate(state.views) if not view.shared]
+        local = state.local_tiers
         if outcome.fill_local and local:
             # This process's copies are replaced last, after the change is
             # complete, and only for keys no other change touched meanwhile
