@@ -11,7 +11,7 @@ from ._engine.ops import arun
 from ._types import MISSING, Key
 from .cache import CacheBase
 from .invalidation import Invalidation
-from .namespace import NamespaceBase, configure_changes
+from .namespace import NamespaceBase, NamespaceConfig
 from .policies import WritePolicy
 from .tiers.base import AsyncClosing
 
@@ -107,7 +107,7 @@ class AsyncNamespace(NamespaceBase):
         invalidation: Invalidation | None = None,
     ) -> None:
         """Coroutine form of ``Namespace.configure``."""
-        await arun(self.engine.configure_plan(configure_changes(write, invalidation)))
+        await arun(self.engine.configure_plan(NamespaceConfig.changes(write, invalidation)))
 
     async def close(self) -> None:
         """Coroutine form of ``Namespace.close``."""

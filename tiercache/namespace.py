@@ -18,24 +18,7 @@ from .stats import LayerStats
 from .stores.base import Store
 from .tiers.base import Tier
 
-__all__ = ["Namespace", "NamespaceBase", "NamespaceConfig", "configure_changes"]
-
-
-def configure_changes(
-    write: WritePolicy | None, invalidation: Invalidation | None
-) -> dict[str, Any]:
-    """The checked changes ``configure`` applies (raises before any I/O).
-
-    Raises:
-        ConfigurationError: an argument is not a policy or strategy.
-    """
-    checked = NamespaceConfig.build(write=write, invalidation=invalidation)
-    changes: dict[str, Any] = {}
-    if write is not None:
-        changes["write"] = checked.write
-    if invalidation is not None:
-        changes["invalidation"] = checked.invalidation
-    return changes
+__all__ = ["Namespace", "NamespaceBase", "NamespaceConfig"]
 
 
 class NamespaceBase:
@@ -318,7 +301,7 @@ class Namespace(NamespaceBase):
             ConfigurationError: an argument is not a policy or strategy.
             StoreError: pending write-back entries could not be flushed (nothing changed).
         """
-        run(self.engine.configure_plan(configure_changes(write, invalidation)))
+        run(self.engine.configure_plan(NamespaceConfig.changes(write, invalidation)))
 
     def close(self) -> None:
         """Flush and stop the write policy's background work."""

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._types import MISSING, Key
 from ..errors import SerializationError, TierError
+from ..keys import encode_key
 from ..policies import WriteBack, WriteBackJournal, WriteContext
 from ..tiers.base import UNDECODABLE, Hit, Undecodable
-from ..keys import encode_key
 from .common import NEGATIVE, NOTHING, perf
 from .ops import run
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -97,6 +98,28 @@ class Fence:
             for key in keys:
                 gens[hash(key) % slots] += 1
             return self._epoch, {k: gens[hash(k) % slots] for k in keys}
+
+    def moved_alone(
+        self,
+        first: tuple[int, dict[str, int]],
+        second: tuple[int, dict[str, int]],
+        keys: Sequence[str],
+    ) -> set[str]:
+        """The ``keys`` no other change touched between a change's two ``bump`` calls.
+
+        ``first`` and ``second`` are what the two bumps of ``keys`` (distinct)
+        returned. A slot holding several of the keys moved once per key at
+        each bump, so a key is untouched when its slot moved by exactly that
+        many: counting one per key would take a slot shared within the batch
+        for a race, and skip (in a store-less namespace: lose) the fill.
+        """
+        epoch, before = first
+        later_epoch, after = second
+        if epoch != later_epoch:
+            return set()
+        slots = self._slots
+        per_slot = Counter(hash(k) % slots for k in keys)
+        return {k for k in keys if after[k] == before[k] + per_slot[hash(k) % slots]}
 
     def bump_one(self, key: str) -> tuple[int, int]:
         """The single-key form of ``bump``: ``key``'s ``(epoch, generation)`` after it."""

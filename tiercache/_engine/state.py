@@ -85,6 +85,24 @@ class NamespaceConfig:
         )
 
 
+    @classmethod
+    def changes(
+        cls, write: WritePolicy | None, invalidation: Invalidation | None
+    ) -> dict[str, Any]:
+        """The checked changes ``configure`` applies (raises before any I/O).
+
+        Raises:
+            ConfigurationError: an argument is not a policy or strategy.
+        """
+        checked = cls.build(write=write, invalidation=invalidation)
+        out: dict[str, Any] = {}
+        if write is not None:
+            out["write"] = checked.write
+        if invalidation is not None:
+            out["invalidation"] = checked.invalidation
+        return out
+
+
 def _fraction(value: float | None) -> float:
     if value is None:
         return 0.0

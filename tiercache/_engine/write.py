@@ -119,8 +119,7 @@ class Writer:
             # complete, and only for keys no other change touched meanwhile
             # (their generation moved by our own second bump alone); any
             # change that lands after our insert deletes or replaces it.
-            unraced = {k for k in ctx.tier_keys
-                       if after_epoch == epoch and after[k] == before[k] + 1}
+            unraced = fence.moved_alone((epoch, before), (after_epoch, after), ctx.tier_keys)
             raced = [k for k in ctx.tier_keys if k not in unraced]
             for t in local:
                 entries = [e for e in self.entries(ctx, t) if e[0] in unraced]
