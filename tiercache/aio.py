@@ -1,61 +1,121 @@
-"""AsyncCache and AsyncNamespace: the same plans as Cache, awaited on redis.asyncio."""
+"""AsyncCache and AsyncNamespace: siblings of Cache and Namespace, running the same plans awaited."""
 
 from __future__ import annotations
 
-import copy as copy_module
+from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any
 
-from ._plan import Plan, arun
+from ._engine.engine import Loader
+from ._engine.ops import arun
 from ._types import MISSING, Key
-from .cache import Cache
-from .namespace import Namespace
+from .cache import CacheBase
+from .invalidation import Invalidation
+from .namespace import NamespaceBase, NamespaceConfig
+from .policies import WritePolicy
+from .tiers.base import AsyncClosing
 
 __all__ = ["AsyncCache", "AsyncNamespace"]
 
 
-class AsyncNamespace(Namespace):
-    """A namespace whose methods are coroutines: ``await ns.get(key)``.
+class AsyncNamespace(NamespaceBase):
+    """A namespace whose I/O methods are coroutines: ``await ns.get(key)``.
 
-    Every method runs the same plan as :class:`Namespace`; only the driver
-    differs: Redis calls go through ``redis.asyncio``, waits for another
-    caller's load are awaited, and blocking stores run in worker threads.
-    ``stats()`` stays a plain method.
+    Every method runs the same plan as :class:`~tiercache.Namespace`; only
+    the driver differs: Redis calls go through ``redis.asyncio``, waits for
+    another caller's load are awaited, and blocking stores run in worker
+    threads. ``stats()`` and ``tier_key()`` stay plain methods. Errors are
+    those of the matching :class:`~tiercache.Namespace` method.
     """
 
-    def _drive(self, plan: Plan[Any]) -> Any:
-        return arun(plan)
-
     async def get(self, key: Key, default: Any = None) -> Any:
-        """Coroutine form of :meth:`Namespace.get`."""
+        """Coroutine form of :meth:`Namespace.get <tiercache.Namespace.get>`."""
+        state = self.engine.state
+        lookup = state.hit_lookup  # None without an L1, and under copy=
+        if lookup is None:
+            return await arun(self.engine.get_copy_plan(key, default))
+        # The encoder's two inline forms (see keys.inline_prefixes): no call on a hit.
         kind = type(key)
         if kind is str and key.isascii():  # type: ignore[union-attr]
-            tier_key = self._str_prefix + key  # type: ignore[operator]
+            tier_key = state.str_prefix + key  # type: ignore[operator]
         elif kind is int:
-            tier_key = self._int_prefix + str(key)
+            tier_key = state.int_prefix + str(key)
         else:
-            return await arun(self._get_plan(key, default, 0))
-        lookup = self._l1_lookup
-        if lookup is None:
-            return await arun(self._get_plan(key, default, 0))
+            tier_key = state.encode_key(key)
         try:
             value, expires_at, _ = lookup(tier_key)
         except KeyError:
             pass
         else:
-            if expires_at > self._clock():
-                self._l1_stats.hits += 1  # type: ignore[union-attr]
+            if expires_at > state.clock():
+                state.l1_stats.hits += 1
                 return default if value is MISSING else value
-        self._l1_stats.misses += 1  # type: ignore[union-attr]
-        return await arun(self._get_plan(key, default, 1))
+        state.l1_stats.misses += 1
+        return await arun(self.engine.get_plan(key, default, 1))
 
-    async def _get_copy(self, key: Key, default: Any = None) -> Any:
-        value = await AsyncNamespace.get(self, key, MISSING)
-        return default if value is MISSING else copy_module.deepcopy(value)
+    async def get_many(
+        self, keys: Iterable[Key], *, loader: Loader | None = None
+    ) -> dict[Key, Any]:
+        """Coroutine form of ``Namespace.get_many``; ``loader`` may be a coroutine function."""
+        return await arun(self.engine.get_many_plan(keys, loader))
+
+    async def set(self, key: Key, value: Any) -> None:
+        """Coroutine form of ``Namespace.set``."""
+        self.engine.state.encode_key(key)  # refuse a bad key before it meets a dict (True == 1)
+        await arun(self.engine.set_plan({key: value}))
+
+    async def set_many(self, items: Mapping[Key, Any]) -> None:
+        """Coroutine form of ``Namespace.set_many``."""
+        await arun(self.engine.set_plan(items))
+
+    async def delete(self, key: Key) -> None:
+        """Coroutine form of ``Namespace.delete``."""
+        await arun(self.engine.delete_plan([key]))
+
+    async def delete_many(self, keys: Iterable[Key]) -> None:
+        """Coroutine form of ``Namespace.delete_many``."""
+        await arun(self.engine.delete_plan(keys))
+
+    async def invalidate(self, key: Key) -> None:
+        """Coroutine form of ``Namespace.invalidate``."""
+        await arun(self.engine.invalidate_plan([key]))
+
+    async def invalidate_many(self, keys: Iterable[Key]) -> None:
+        """Coroutine form of ``Namespace.invalidate_many``."""
+        await arun(self.engine.invalidate_plan(keys))
+
+    async def invalidate_all(self) -> None:
+        """Coroutine form of ``Namespace.invalidate_all``."""
+        await arun(self.engine.invalidate_all_plan())
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Coroutine form of ``Namespace.flush``."""
+        await arun(self.engine.flush_plan(timeout))
+
+    async def dead_letters(self) -> dict[Key, Any]:
+        """Coroutine form of ``Namespace.dead_letters``."""
+        return await arun(self.engine.dead_letters_plan())
+
+    async def replay_dead_letters(self) -> int:
+        """Coroutine form of ``Namespace.replay_dead_letters``."""
+        return await arun(self.engine.replay_dead_letters_plan())
+
+    async def configure(
+        self,
+        *,
+        write: WritePolicy | None = None,
+        invalidation: Invalidation | None = None,
+    ) -> None:
+        """Coroutine form of ``Namespace.configure``."""
+        await arun(self.engine.configure_plan(NamespaceConfig.changes(write, invalidation)))
+
+    async def close(self) -> None:
+        """Coroutine form of ``Namespace.close``."""
+        await arun(self.engine.close_plan())
 
 
-class AsyncCache(Cache):
-    """:class:`Cache` with coroutine namespaces: ``await acache.namespace("users").get("42")``.
+class AsyncCache(CacheBase[AsyncNamespace]):
+    """``Cache`` with coroutine namespaces: ``await acache.namespace("users").get("42")``.
 
     Same arguments as ``Cache``. ``namespace()`` and ``stats()`` are plain
     methods; ``flush()`` and ``close()`` are coroutines, and ``async with``
@@ -63,14 +123,14 @@ class AsyncCache(Cache):
     bus run in threads, on the tiers' sync clients.
     """
 
-    namespace_class: ClassVar[type[Namespace]] = AsyncNamespace
+    namespace_class = AsyncNamespace
 
-    async def flush(self) -> None:  # type: ignore[override]
+    async def flush(self) -> None:
         """Drain every namespace's write-back buffer."""
         for ns in list(self._namespaces.values()):
             await ns.flush()
 
-    async def close(self) -> None:  # type: ignore[override]
+    async def close(self) -> None:
         """Flush, stop background work and close every tier and store; idempotent."""
         namespaces = self._begin_close()
         if namespaces is None:
@@ -82,10 +142,9 @@ class AsyncCache(Cache):
             except Exception as exc:  # close the rest, then report the first failure
                 errors.append(exc)
         for tier in self.tiers:
-            aclose = getattr(tier, "aclose", None)
-            if aclose is not None:
+            if isinstance(tier, AsyncClosing):
                 try:
-                    await aclose()
+                    await tier.aclose()
                 except Exception as exc:
                     errors.append(exc)
         self._finish_close(errors)
@@ -100,4 +159,3 @@ class AsyncCache(Cache):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-

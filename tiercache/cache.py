@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import atexit
-import hashlib
 import logging
-import re
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from ._plan import run
+from ._engine.bus_wiring import BusWiring
+from ._engine.engine import Engine
+from ._engine.ops import run
 from ._types import Clock, Key, monotonic, seconds
-from .decorators import cached_function
+from .decorators import CachedDecorator, cached_decorator
 from .errors import ConfigurationError
 from .invalidation import Invalidation
 from .keys import check_name
-from .namespace import Namespace, NamespaceConfig
+from .namespace import Namespace, NamespaceBase, NamespaceConfig
 from .policies import WritePolicy
 from .repository import RepositoryStore, wrap_repository
 from .scheduler import Scheduler, ThreadScheduler
@@ -28,18 +28,26 @@ from .serialization import Serializer
 from .stores.base import Store
 from .tiers.base import Tier
 
+if TYPE_CHECKING:
+    from .aio import AsyncNamespace
+
 log = logging.getLogger("tiercache")
 
-__all__ = ["DEFAULT_PREFIX", "Cache"]
+__all__ = ["DEFAULT_PREFIX", "Cache", "CacheBase"]
 
 R = TypeVar("R")
+N = TypeVar("N", bound=NamespaceBase)
 
 DEFAULT_PREFIX = "tiercache"
 """Key prefix in shared tiers when ``Cache(prefix=...)`` is not given."""
 
 
-class Cache:
-    """A chain of tiers in front of a store, divided into namespaces.
+class CacheBase(Generic[N]):
+    """Wiring and lifecycle that :class:`Cache` and ``AsyncCache`` share.
+
+    A chain of tiers in front of a store, divided into namespaces of type
+    ``N`` (:class:`Namespace` or ``AsyncNamespace``); the subclass adds the
+    methods that run I/O, as plain methods or as coroutines.
 
     Args:
         tiers: the cache layers, fastest first: typically
@@ -68,7 +76,7 @@ class Cache:
         ConfigurationError: a tier or store is not one, or the prefix is malformed.
     """
 
-    namespace_class: ClassVar[type[Namespace]] = Namespace
+    namespace_class: type[N]
 
     def __init__(
         self,
@@ -105,9 +113,12 @@ class Cache:
             )
         self.max_staleness = float(seconds(max_staleness, "max_staleness") or 1.0)
         self.on_tier_error = on_tier_error
-        self._use_bus = bus
-        self._bus: Any = None
-        self._namespaces: dict[str, Namespace] = {}
+        self._namespaces: dict[str, N] = {}
+        self._wiring = BusWiring(
+            use=bus, tiers=self.tiers, prefix=self.prefix, max_staleness=self.max_staleness,
+            engines=lambda: [ns.engine for ns in self._namespaces.values()],
+            engine=self._engine_of,
+        )
         self._lock = threading.RLock()
         self._closed = False
         # Interpreter exit drains write-back buffers; a weak reference, so
@@ -116,49 +127,14 @@ class Cache:
         self._atexit = lambda: _close_at_exit(ref)
         atexit.register(self._atexit)
 
-    def _bus_for(self, config: NamespaceConfig) -> Any:
-        """The invalidation bus, started on first need: Purge/Versioned, an L1, a Redis tier."""
-        if not (self._use_bus and config.invalidation.broadcast):
-            return None
-        if self._bus is not None:
-            return self._bus
-        redis_tier: Any = next((t for t in self.tiers if hasattr(t, "listener")), None)
-        if redis_tier is None:
-            return None  # no channel to other processes
-        # Even a cache with no L1 of its own must announce its changes to the
-        # other processes' L1; it only has nothing to listen for.
-        listen = bool(self.tiers) and not self.tiers[0].serialized
-        from .redis.bus import Bus
+    def _engine_of(self, name: str) -> Engine | None:
+        ns = self._namespaces.get(name)
+        return None if ns is None else ns.engine
 
-        block = 0.5
-        self._bus = Bus(
-            redis_tier.client,
-            redis_tier.listener(block + 1.0, f"tiercache-bus:{self.prefix}"),
-            f"{self.prefix}:#bus",
-            on_message=self._on_bus_message,
-            on_gap=self._on_bus_gap,
-            on_tick=self._on_bus_tick,
-            available=lambda: bool(getattr(redis_tier, "available", True)),
-            max_silence=self.max_staleness,
-            block=block,
-        )
-        if listen:
-            self._bus.start()
-        return self._bus
-
-    def _on_bus_message(self, namespace: str, kind: str, keys: list[str]) -> None:
-        ns = self._namespaces.get(namespace)
-        if ns is not None:
-            ns.on_invalidation(kind, keys)
-
-    def _on_bus_tick(self) -> None:
-        for ns in list(self._namespaces.values()):
-            if ns._purges:
-                ns.replay_purges_now()
-
-    def _on_bus_gap(self, why: str) -> None:
-        for ns in list(self._namespaces.values()):
-            ns.on_gap()
+    @property
+    def _bus(self) -> Any:
+        """The invalidation bus, once a namespace needed it (None before, or without Redis)."""
+        return self._wiring.bus
 
     def __repr__(self) -> str:
         return f"Cache(prefix={self.prefix!r}, tiers={self.tiers!r}, store={self.store!r})"
@@ -176,7 +152,7 @@ class Cache:
         serializer: Serializer | None = None,
         copy: bool = False,
         ttl_jitter: float | None = None,
-    ) -> Namespace:
+    ) -> N:
         """Return the namespace ``name``, creating it with these options on first use.
 
         Asking again for an existing namespace with no options returns it;
@@ -238,7 +214,7 @@ class Cache:
                 config=config,
                 clock=self.clock,
                 scheduler=self.scheduler,
-                bus=self._bus_for(config),
+                bus=self._wiring.bus_for(config),
                 max_staleness=self.max_staleness,
                 on_tier_error=self.on_tier_error,
                 wall_clock=self.wall_clock,
@@ -259,7 +235,7 @@ class Cache:
         write: WritePolicy | None = None,
         invalidation: Invalidation | None = None,
         max_value_bytes: int | None = None,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    ) -> CachedDecorator:
         """Memoize a function or method, sync or async, in a namespace of this cache.
 
         Args:
@@ -284,29 +260,12 @@ class Cache:
         Raises:
             ConfigurationError: bad options (checked when decorating).
         """
-        fresh = seconds(ttl)
-        swr = seconds(stale_while_revalidate, "stale_while_revalidate")
-        sie = seconds(stale_if_error, "stale_if_error")
-        if (swr or sie) and fresh is None:
-            raise ConfigurationError("stale_while_revalidate and stale_if_error need ttl=")
-        hard = fresh + max(swr or 0.0, sie or 0.0) if fresh is not None else None
-
-        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            ns = self.namespace(
-                namespace if namespace is not None else _function_namespace(fn),
-                ttl=hard,
-                negative_ttl=negative_ttl,
-                ttl_jitter=ttl_jitter,
-                write=write,
-                invalidation=invalidation,
-                max_value_bytes=max_value_bytes,
-            )
-            return cached_function(
-                fn, ns, key=key, ttl=fresh,
-                stale_while_revalidate=swr, stale_if_error=sie,
-            )
-
-        return decorate
+        return cached_decorator(
+            self.namespace, namespace=namespace, ttl=ttl, key=key, negative_ttl=negative_ttl,
+            stale_while_revalidate=stale_while_revalidate, stale_if_error=stale_if_error,
+            ttl_jitter=ttl_jitter, write=write, invalidation=invalidation,
+            max_value_bytes=max_value_bytes,
+        )
 
     def wrap(
         self,
@@ -344,17 +303,13 @@ class Cache:
             namespace, store=store, write=write, invalidation=invalidation, ttl=ttl,
             negative_ttl=negative_ttl, max_value_bytes=max_value_bytes,
         )
-        return wrap_repository(repository, ns, names)
+        facade = cast("Namespace | AsyncNamespace", ns)  # N is one of the two
+        return wrap_repository(repository, facade, names)
 
     @property
-    def namespaces(self) -> dict[str, Namespace]:
+    def namespaces(self) -> dict[str, N]:
         """The namespaces created so far, by name."""
         return dict(self._namespaces)
-
-    def flush(self) -> None:
-        """Drain every namespace's write-back buffer."""
-        for ns in list(self._namespaces.values()):
-            ns.flush()
 
     def stats(self) -> dict[str, Any]:
         """Counters per namespace and layer, and each tier's own size and evictions."""
@@ -372,8 +327,8 @@ class Cache:
             "tiers": tiers,
         }
 
-    def close(self) -> None:
-        """Flush, stop background work and close every tier and store; idempotent."""
+    def _close_now(self) -> None:
+        """``close`` on the calling thread, for either kind of cache (and at interpreter exit)."""
         namespaces = self._begin_close()
         if namespaces is None:
             return
@@ -382,12 +337,12 @@ class Cache:
             try:
                 # The sync driver, whatever the namespace's kind: this also
                 # closes an AsyncCache at interpreter exit, when no loop runs.
-                run(ns._close_plan())
+                run(ns.engine.close_plan())
             except Exception as exc:  # close the rest, then report the first failure
                 errors.append(exc)
         self._finish_close(errors)
 
-    def _begin_close(self) -> list[Namespace] | None:
+    def _begin_close(self) -> list[N] | None:
         """Mark the cache closed; the namespaces to close, or None if it already was."""
         with self._lock:
             if self._closed:
@@ -398,8 +353,7 @@ class Cache:
 
     def _finish_close(self, errors: list[BaseException]) -> None:
         """Stop the bus, close tiers and stores once each, raise the first error."""
-        if self._bus is not None:
-            self._bus.stop()
+        self._wiring.stop()
         closed: set[int] = set()
         stores = [self.store, *(ns.store for ns in self._namespaces.values())]
         for closable in [*self.tiers, *stores]:
@@ -413,6 +367,25 @@ class Cache:
         if errors:
             raise errors[0]
 
+
+class Cache(CacheBase[Namespace]):
+    """A chain of tiers in front of a store, divided into namespaces.
+
+    Args and errors: see :class:`CacheBase`. ``flush()`` and ``close()``
+    run on the calling thread; ``with Cache(...) as cache:`` closes it.
+    """
+
+    namespace_class = Namespace
+
+    def flush(self) -> None:
+        """Drain every namespace's write-back buffer."""
+        for ns in list(self._namespaces.values()):
+            ns.flush()
+
+    def close(self) -> None:
+        """Flush, stop background work and close every tier and store; idempotent."""
+        self._close_now()
+
     def __enter__(self) -> Cache:
         return self
 
@@ -425,21 +398,12 @@ class Cache:
         self.close()
 
 
-def _function_namespace(fn: Callable[..., Any]) -> str:
-    """``fn.<module>.<qualname>`` with only name characters; hashed past 64."""
-    raw = f"fn.{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)}"
-    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", raw)
-    if len(name) > 64:
-        name = name[:51] + "." + hashlib.sha256(raw.encode()).hexdigest()[:12]
-    return name
-
-
-def _close_at_exit(ref: weakref.ref[Cache]) -> None:
+def _close_at_exit(ref: weakref.ref[CacheBase[Any]]) -> None:
     cache = ref()
     if cache is not None:
         try:
             # The sync close, for AsyncCache too: no event loop runs at exit,
             # and the plans run as well on the tiers' sync clients.
-            Cache.close(cache)
+            cache._close_now()
         except Exception:  # at exit there is nobody left to raise to
             log.exception("tiercache: closing a cache at interpreter exit failed")

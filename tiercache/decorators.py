@@ -1,12 +1,4 @@
-"""cached(): memoize sync and async functions and methods in a namespace.
-
-The key is the call's arguments bound to the function's signature with
-defaults applied, so ``f(1)``, ``f(a=1)`` and ``f(b=2, a=1)`` (``b=2`` the
-default) are one key; it is built from the values themselves, never from
-``id()`` or a repr, so it is the same in every process and after a restart.
-A first parameter named ``self`` or ``cls`` is left out: a method's results
-are shared by its instances (pass ``key=`` when they must not be).
-"""
+"""cached(): memoize sync and async functions and methods in a namespace."""
 
 from __future__ import annotations
 
@@ -15,125 +7,59 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
 
-from ._core import _NOTHING as NOTHING
-from ._plan import arun, run
-from ._types import MISSING, Key
-from .errors import InvalidKeyError, SerializationError
-from .serialization import MsgpackSerializer
+from ._engine.common import NOTHING
+from ._engine.ops import AsyncCall, Blocking, Op, Plan, arun, run
+from ._types import MISSING, Key, seconds
+from .cached_types import AsyncCached, Cached, CachedDecorator
+from .call_keys import call_key, first_parameter, function_namespace, single_parameter
+from .errors import ConfigurationError
+from .invalidation import Invalidation
+from .policies import WritePolicy
 
 if TYPE_CHECKING:
-    from .namespace import Namespace
+    from .namespace import NamespaceBase
 
-__all__ = ["cached_function", "call_key"]
+__all__ = [
+    "AsyncCached",
+    "Cached",
+    "CachedDecorator",
+    "cached_decorator",
+    "cached_function",
+    "call_key",
+]
+
 
 log = logging.getLogger("tiercache")
 
-_P = inspect.Parameter
-_SIMPLE = (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
-_canonical = MsgpackSerializer()
-_KEY_TYPES = (str, int)
-
-
-def call_key(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Key]:
-    """The function that turns a call's arguments into a cache key for ``fn``.
-
-    One parameter: the key is the argument; several: a tuple of them. ``str``
-    and ``int`` arguments stand as they are; ``bytes`` get a ``0x00`` byte in
-    front and every other value becomes ``0xff`` + its canonical msgpack
-    (dicts and sets sorted), so no two different calls share a key.
-
-    Raises (from the returned function):
-        InvalidKeyError: an argument has no canonical form (pass ``key=``).
-    """
-    sig = inspect.signature(fn)
-    params = list(sig.parameters.values())
-    skip = 1 if params and params[0].name in ("self", "cls") else 0
-    simple = all(p.kind in _SIMPLE for p in params)
-    arity = len(params)
-    single = arity - skip == 1 and simple
-
-    def make(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Key:
-        if simple and not kwargs and len(args) == arity:
-            values: tuple[Any, ...] = args[skip:] if skip else args
-        else:
-            try:
-                bound = sig.bind(*args, **kwargs)
-            except TypeError as exc:
-                raise InvalidKeyError(f"{fn.__qualname__}: {exc}") from exc
-            bound.apply_defaults()
-            values = tuple(_flatten(params, bound.arguments))[skip:]
-        if single:
-            value = values[0]
-            return value if type(value) in _KEY_TYPES else _keyable(value, fn)
-        return tuple(v if type(v) in _KEY_TYPES else _keyable(v, fn) for v in values)
-
-    return make
-
-
-def _flatten(params: list[inspect.Parameter], arguments: dict[str, Any]) -> list[Any]:
-    out: list[Any] = []
-    for p in params:
-        value = arguments[p.name]
-        if p.kind is _P.VAR_KEYWORD:
-            out.append(tuple(sorted(value.items())))
-        else:
-            out.append(value)
-    return out
-
-
-def _keyable(value: Any, fn: Callable[..., Any]) -> Key:
-    if type(value) is bytes:
-        return b"\x00" + value
-    try:
-        return b"\xff" + _canonical.dumps(_normal(value))
-    except (SerializationError, TypeError) as exc:
-        raise InvalidKeyError(
-            f"{fn.__qualname__}: argument {value!r:.60} has no stable key; pass key=: {exc}"
-        ) from exc
-
-
-def _normal(value: Any) -> Any:
-    """A form whose msgpack is the same for equal values (dict and set order fixed)."""
-    kind = type(value)
-    if kind is dict:
-        pairs = [(_normal(k), _normal(v)) for k, v in value.items()]
-        pairs.sort(key=lambda kv: _canonical.dumps(kv[0]))
-        return ("d", tuple(pairs))
-    if kind is set or kind is frozenset:
-        items = [_normal(v) for v in value]
-        items.sort(key=_canonical.dumps)
-        return ("s", tuple(items))
-    if kind is list:
-        return ("l", tuple(_normal(v) for v in value))
-    if kind is tuple:
-        return ("t", tuple(_normal(v) for v in value))
-    return value
-
-
-def _single_parameter(fn: Callable[..., Any]) -> bool:
-    """True for ``f(x)`` and ``obj.f(x)``: one plain parameter besides self/cls."""
-    params = list(inspect.signature(fn).parameters.values())
-    if params and params[0].name in ("self", "cls"):
-        params = params[1:]
-    return len(params) == 1 and params[0].kind in _SIMPLE
 
 
 class _Call:
     """One call of the decorated function, as a plan step and as a loader.
 
-    ``call``/``acall`` run it (``acall`` awaits a coroutine function);
-    ``load_many``/``aload_many`` let the namespace's read path load through
-    it, single-flight included.
+    ``op()`` is the call as an operation (``acall`` awaits a coroutine
+    function); ``load`` lets the namespace's read path load through it,
+    single-flight included.
     """
 
-    nonblocking = False
-
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 key: Key, wrap: Callable[[Any], Any]) -> None:
+                 key: Key, wrap: Callable[[Any], Any], is_async: bool) -> None:
         self.fn, self.args, self.kwargs, self.key, self.wrap = fn, args, kwargs, key, wrap
+        self.is_async = is_async
+
+    def op(self) -> Op[Any]:
+        """The call, run by either driver."""
+        if self.is_async:
+            return AsyncCall(self.call, self.acall)
+        return Blocking(self.call)
+
+    def load(self, keys: list[Key]) -> Op[Mapping[Key, Any]]:
+        """The call as the read path's loader of ``keys`` (the one key of this call)."""
+        op: Op[Mapping[Key, Any]] = AsyncCall(self.load_many, self.aload_many, (keys,))
+        return op
 
     def call(self) -> Any:
         return self.fn(*self.args, **self.kwargs)
@@ -157,7 +83,7 @@ class _Call:
 
 def cached_function(
     fn: Callable[..., Any],
-    ns: Namespace,
+    ns: NamespaceBase,
     *,
     key: Callable[..., Key] | None,
     ttl: float | None,
@@ -182,19 +108,21 @@ def cached_function(
     refreshing: set[Key] = set()
     refreshing_lock = threading.Lock()
     tasks: set[asyncio.Task[None]] = set()
-    peek = ns._l1_peek
+    # The namespace's named internal API: its engine's plans and its L1 peek.
+    engine = ns.engine
+    peek = engine.peek
 
     def wrap(value: Any) -> Any:
         # Under soft expiry the cache holds [fresh until (wall clock), value];
         # the namespace's TTL (ttl + grace) keeps it for serving stale.
         return [wall() + ttl, value] if soft else value  # type: ignore[operator]
 
-    def refresh_plan(call: _Call) -> Any:
-        result = yield (call, "call", ())
+    def refresh_plan(call: _Call) -> Plan[Any]:
+        result = yield call.op()
         if result is not MISSING:
-            yield from ns._set_plan({call.key: wrap(result)})
+            yield from engine.set_plan({call.key: wrap(result)})
         else:
-            yield from ns._invalidate_plan([call.key])
+            yield from engine.invalidate_plan([call.key])
         return result
 
     def background_refresh(call: _Call) -> None:
@@ -232,10 +160,10 @@ def cached_function(
 
         threading.Thread(target=thread, name="tiercache-refresh", daemon=True).start()
 
-    def miss_plan(call: _Call, hit: Any) -> Any:
+    def miss_plan(call: _Call, hit: Any) -> Plan[Any]:
         """After an L1 miss (hit is NOTHING) or with a soft-expired entry in hand."""
         if hit is NOTHING:
-            hit = yield from ns._get_or_load(call.key, call)
+            hit = yield from engine.get_or_load(call.key, call.load)
         if not soft or hit is MISSING:
             return hit
         fresh_until, value = hit
@@ -261,7 +189,7 @@ def cached_function(
             hit = peek(k)
             if hit is not NOTHING and not soft:
                 return hit
-            return await arun(miss_plan(_Call(fn, args, kwargs, k, wrap), hit))
+            return await arun(miss_plan(_Call(fn, args, kwargs, k, wrap, is_async), hit))
 
         wrapper: Callable[..., Any] = awrapper
     else:
@@ -271,10 +199,12 @@ def cached_function(
             hit = peek(k)
             if hit is not NOTHING and not soft:
                 return hit
-            return run(miss_plan(_Call(fn, args, kwargs, k, wrap), hit))
+            return run(miss_plan(_Call(fn, args, kwargs, k, wrap, is_async), hit))
 
-        lookup, clock, l1_stats = ns._l1_lookup, ns._clock, ns._l1_stats
-        if key is None and not soft and lookup is not None and _single_parameter(fn):
+        state = engine.state
+        lookup, clock = state.l1_lookup, state.clock
+        l1_stats = state.l1_stats
+        if key is None and not soft and lookup is not None and single_parameter(fn):
             arity = len(inspect.signature(fn).parameters)
 
             # The common memoized call, f(n) or obj.f(n) with an int or str:
@@ -285,14 +215,16 @@ def cached_function(
                     arg = args[-1]
                     kind = type(arg)
                     if kind is int or kind is str:
-                        prefix = ns._int_prefix if kind is int else ns._str_prefix
+                        # The encoder's inline forms (keys.inline_prefixes); a
+                        # non-ASCII str that misses is checked on the slow path.
+                        prefix = state.int_prefix if kind is int else state.str_prefix
                         try:
                             value, expires_at, _ = lookup(prefix + str(arg))
                         except KeyError:
                             pass
                         else:
                             if expires_at > clock():
-                                l1_stats.hits += 1  # type: ignore[union-attr]
+                                l1_stats.hits += 1
                                 return value
                 return slow(args, kwargs)
 
@@ -306,25 +238,64 @@ def cached_function(
 
     def invalidate(*args: Any, **kwargs: Any) -> Any:
         """Drop the cached result of this call, in every tier and process."""
-        return drive(ns._invalidate_plan([make_key(args, kwargs)]))
+        return drive(engine.invalidate_plan([make_key(args, kwargs)]))
 
     def refresh(*args: Any, **kwargs: Any) -> Any:
         """Call the function now and cache its result, whatever was cached."""
         k = make_key(args, kwargs)
-        return drive(refresh_plan(_Call(fn, args, kwargs, k, wrap)))
+        return drive(refresh_plan(_Call(fn, args, kwargs, k, wrap, is_async)))
 
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]
     wrapper.refresh = refresh  # type: ignore[attr-defined]
     wrapper.namespace = ns  # type: ignore[attr-defined]
     wrapper.cache_key = lambda *a, **kw: make_key(a, kw)  # type: ignore[attr-defined]
-    if key is None and _first_parameter(fn) in ("self", "cls"):
+    if key is None and first_parameter(fn) in ("self", "cls"):
         return _CachedMethod(wrapper)
     return wrapper
 
 
-def _first_parameter(fn: Callable[..., Any]) -> str | None:
-    params = list(inspect.signature(fn).parameters)
-    return params[0] if params else None
+def cached_decorator(
+    namespace_of: Callable[..., NamespaceBase],
+    *,
+    namespace: str | None,
+    ttl: float | timedelta | None,
+    key: Callable[..., Key] | None,
+    negative_ttl: float | timedelta | None,
+    stale_while_revalidate: float | timedelta | None,
+    stale_if_error: float | timedelta | None,
+    ttl_jitter: float | None,
+    write: WritePolicy | None,
+    invalidation: Invalidation | None,
+    max_value_bytes: int | None,
+) -> CachedDecorator:
+    """``Cache.cached``'s decorator: options checked now, the namespace made per function.
+
+    Raises:
+        ConfigurationError: bad options (checked when decorating).
+    """
+    fresh = seconds(ttl)
+    swr = seconds(stale_while_revalidate, "stale_while_revalidate")
+    sie = seconds(stale_if_error, "stale_if_error")
+    if (swr or sie) and fresh is None:
+        raise ConfigurationError("stale_while_revalidate and stale_if_error need ttl=")
+    hard = fresh + max(swr or 0.0, sie or 0.0) if fresh is not None else None
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        ns = namespace_of(
+            namespace if namespace is not None else function_namespace(fn),
+            ttl=hard,
+            negative_ttl=negative_ttl,
+            ttl_jitter=ttl_jitter,
+            write=write,
+            invalidation=invalidation,
+            max_value_bytes=max_value_bytes,
+        )
+        return cached_function(
+            fn, ns, key=key, ttl=fresh,
+            stale_while_revalidate=swr, stale_if_error=sie,
+        )
+
+    return cast(CachedDecorator, decorate)  # the overloads say what decorate returns
 
 
 class _CachedMethod:

@@ -1,16 +1,10 @@
-"""Key validation and canonical, injective key encoding.
-
-A key is ``str``, ``int``, ``bytes`` or a tuple of those. Its canonical form
-is a tag and a payload, ``s:hello``, ``i:42``, ``b:6869``, ``t:s1:ai2:42``,
-where tuple elements are length-prefixed, so the code is prefix-free and no
-two distinct keys share a form. ``1`` and ``"1"`` differ; ``bool`` is refused
-because ``True == 1`` would make two spellings of one dict key.
-"""
+"""Key validation and canonical, injective key encoding."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .errors import ConfigurationError, InvalidKeyError
@@ -21,6 +15,9 @@ __all__ = [
     "decode_key",
     "encode_key",
     "hash_long_key",
+    "inline_prefixes",
+    "tier_key",
+    "tier_key_encoder",
 ]
 
 MAX_KEY_LENGTH = 200
@@ -46,13 +43,20 @@ def check_name(kind: str, name: object) -> str:
 def encode_key(key: Any) -> str:
     """Return the canonical form of ``key``.
 
+    A key is ``str``, ``int``, ``bytes`` or a tuple of those. Its canonical
+    form is a tag and a payload, ``s:hello``, ``i:42``, ``b:6869``,
+    ``t:s1:ai2:42``, where tuple elements are length-prefixed, so the code
+    is prefix-free and no two distinct keys share a form. ``1`` and ``"1"``
+    differ; ``bool`` is refused because ``True == 1`` would make two
+    spellings of one dict key.
+
     Raises:
         InvalidKeyError: ``key`` is not ``str``, ``int``, ``bytes`` or a tuple
             of those (``bool`` and ``float`` included).
     """
     kind = type(key)
     if kind is str:
-        return "s:" + _text(key)
+        return "s:" + (key if key.isascii() else _text(key))
     if kind is int:
         return "i:" + str(key)
     if kind is bytes:
@@ -62,6 +66,51 @@ def encode_key(key: Any) -> str:
     raise InvalidKeyError(
         f"keys must be str, int, bytes or tuples of those, not {kind.__name__}: {key!r}"
     )
+
+
+def inline_prefixes(prefix: str) -> tuple[str, str]:
+    """The heads of an ASCII ``str`` key's and an ``int`` key's tier key under ``prefix``.
+
+    ``heads[0] + s == tier_key(prefix, s)`` for an ASCII ``str`` ``s`` and
+    ``heads[1] + str(i) == tier_key(prefix, i)`` for an ``int`` ``i``
+    (``tests/unit/test_keys.py`` checks both). The L1 hit paths join these
+    inline, where a call to the encoder would cost a fifth of the hit; every
+    other key, and every other path, goes through :func:`tier_key_encoder`.
+    """
+    return prefix + "s:", prefix + "i:"
+
+
+def tier_key_encoder(prefix: str) -> Callable[[Any], str]:
+    """The encoder of full tier keys under ``prefix``: ``prefix + encode_key(key)``.
+
+    Every path that turns a caller's key into a tier key calls the function
+    this returns (the hot paths included), so the rule lives here alone; an
+    ASCII ``str`` or an ``int`` costs one concatenation, with the prefixes
+    joined once.
+
+    Raises (from the returned function):
+        InvalidKeyError: as :func:`encode_key`.
+    """
+    str_prefix, int_prefix = inline_prefixes(prefix)
+
+    def encode(key: Any) -> str:
+        kind = type(key)
+        if kind is str and key.isascii():
+            return str_prefix + key  # type: ignore[no-any-return]
+        if kind is int:
+            return int_prefix + str(key)
+        return prefix + encode_key(key)
+
+    return encode
+
+
+def tier_key(prefix: str, key: Any) -> str:
+    """``prefix`` + the canonical form of ``key``: the full key in every tier.
+
+    Raises:
+        InvalidKeyError: as :func:`encode_key`.
+    """
+    return tier_key_encoder(prefix)(key)
 
 
 def _text(text: str) -> str:

@@ -1,90 +1,159 @@
-"""Namespace: one namespace's public API, over the read path and the write policies."""
+"""Namespace: the synchronous facade of one namespace, over its engine."""
 
 from __future__ import annotations
 
-import copy as copy_module
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ._core import _NEGATIVE, _SLEEP, NamespaceConfig, _perf
-from ._core import _NOTHING as NOTHING
-from ._plan import Plan, run
-from ._readpath import ReadPath
-from ._types import MISSING, Key
-from .errors import (
-    ConfigurationError,
-    SerializationError,
-    StoreError,
-    TierError,
-    ValueTooLargeError,
-)
+from ._engine.engine import Engine, Loader
+from ._engine.ops import run
+from ._engine.state import NamespaceConfig
+from ._types import MISSING, Clock, Key
 from .invalidation import Invalidation
-from .keys import encode_key
-from .policies import WriteBack, WriteBatch, WritePolicy
-from .tiers.base import UNDECODABLE, Tier
+from .policies import WritePolicy
+from .scheduler import Scheduler, ThreadScheduler
+from .serialization import Serializer
+from .stats import LayerStats
+from .stores.base import Store
+from .tiers.base import Tier
 
-__all__ = ["Namespace", "NamespaceConfig"]
-
-Loader = Callable[[list[Key]], Mapping[Key, Any]]
-
-FAILED = object()  # the direct read's tier failed: read around it, take no lease
+__all__ = ["Namespace", "NamespaceBase", "NamespaceConfig"]
 
 
-class Namespace(ReadPath):
+class NamespaceBase:
+    """What the sync and async facades share: wiring, identity, stats; no I/O.
+
+    A facade holds the namespace's :class:`~tiercache._engine.engine.Engine`
+    (``engine``, the named internal API ``Cache`` and ``cached()`` use) and
+    runs its plans with one driver: :class:`Namespace` on the calling
+    thread, :class:`~tiercache.AsyncNamespace` on the event loop.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        prefix: str,
+        tiers: Sequence[Tier],
+        store: Store | None,
+        config: NamespaceConfig,
+        clock: Clock,
+        scheduler: Scheduler | None = None,
+        bus: Any = None,
+        max_staleness: float = 1.0,
+        on_tier_error: str = "degrade",
+        wall_clock: Clock = time.time,
+        log_interval: float = 10.0,
+    ) -> None:
+        self.engine = Engine(
+            name, prefix=prefix, tiers=tiers, store=store, config=config, clock=clock,
+            scheduler=scheduler if scheduler is not None else ThreadScheduler(), bus=bus,
+            max_staleness=max_staleness, on_tier_error=on_tier_error, wall_clock=wall_clock,
+            log_interval=log_interval,
+        )
+        self._state = self.engine.state  # the hot path's one attribute hop
+
+    def __repr__(self) -> str:
+        state = self._state
+        return f"Namespace({state.name!r}, tiers={len(state.tiers)}, store={state.store!r})"
+
+    @property
+    def name(self) -> str:
+        """The namespace's name."""
+        return self._state.name
+
+    @property
+    def config(self) -> NamespaceConfig:
+        """The configuration in effect."""
+        return self._state.config
+
+    @property
+    def tiers(self) -> list[Tier]:
+        """The tiers, as this configuration uses them."""
+        return self._state.tiers
+
+    @property
+    def store(self) -> Store | None:
+        """The namespace's store (``None``: a pure cache)."""
+        return self._state.store
+
+    @property
+    def has_store(self) -> bool:
+        """True when the namespace has a store."""
+        return self._state.store is not None
+
+    @property
+    def serializer(self) -> Serializer:
+        """The serializer of this configuration."""
+        return self._state.serializer
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of every tier key now (the namespace version included)."""
+        return self._state.key_prefix
+
+    @property
+    def journal_key(self) -> str:
+        """The Redis key of the write-back journal."""
+        return self._state.journal_key
+
+    @property
+    def tier_stats(self) -> list[LayerStats]:
+        """Counters per tier, in tier order."""
+        return self._state.tier_stats
+
+    @property
+    def store_stats(self) -> LayerStats:
+        """Counters of the store."""
+        return self._state.store_stats
+
+    @property
+    def bus_errors(self) -> int:
+        """Announcements that could not be sent (each remembered and sent later)."""
+        return self.engine.failures.bus_errors
+
+    @property
+    def purges_replayed(self) -> int:
+        """Remembered purges applied once their tier answered again."""
+        return self.engine.failures.purges_replayed
+
+    @property
+    def max_staleness(self) -> float:
+        """Longest an L1 copy lives while the invalidation bus is deaf."""
+        return self._state.max_staleness
+
+    @property
+    def on_tier_error(self) -> str:
+        """``"degrade"`` (read around a failed tier) or ``"raise"``."""
+        return self._state.on_tier_error
+
+    @property
+    def wall_clock(self) -> Clock:
+        """The wall clock of soft-expiry stamps shared between processes."""
+        return self._state.wall_clock
+
+    def tier_key(self, key: Key) -> str:
+        """The full key of ``key`` in every tier (``prefix:namespace:canonical``).
+
+        Raises:
+            InvalidKeyError: ``key`` is not a supported key type.
+        """
+        return self._state.encode_key(key)
+
+    def stats(self) -> dict[str, Any]:
+        """Per-layer counters and latency of this namespace."""
+        return self.engine.stats()
+
+
+class Namespace(NamespaceBase):
     """The read and write paths of one namespace. Get one from ``Cache.namespace()``.
 
     Reads go L1, L2, ..., then the store, and backfill the layers above the
     one that answered, never with a longer TTL than that layer had left.
     Writes follow the namespace's write policy. Every method validates its
-    input before touching any tier or store. Each method builds a plan and
-    hands it to ``_drive``: ``run`` here; ``AsyncNamespace`` awaits the same
-    plans, so both have one implementation.
+    input before touching any tier or store.
     """
-
-    def _drive(self, plan: Plan[Any]) -> Any:
-        """Run a plan: synchronously here; AsyncNamespace returns a coroutine."""
-        return run(plan)
-
-    def _apply(self, config: NamespaceConfig, new_policy: bool = True) -> None:
-        super()._apply(config, new_policy)
-        # Namespace.get's direct path: the tier right after L1, if it reads one key in one call.
-        nxt = 1 if self._l1_lookup is not None else 0
-        tier = self._tiers[nxt] if nxt < len(self._tiers) else None
-        self._direct = tier if tier is not None and hasattr(tier, "get_one") else None
-        self._l1_fill: _Fill | None = _set_one(self._tiers[0]) if nxt else None
-        # A copying namespace answers every read with a fresh object; the
-        # plain hot path stays free of the check.
-        if config.copy:
-            self.get = self._get_copy  # type: ignore[method-assign]
-        else:
-            self.__dict__.pop("get", None)
-        # Namespace.set's in-process path: chosen once per configuration, not per call.
-        if self._sets_in_process(config):
-            self._fills = [_set_one(tier) for tier in self._tiers]
-            self.set = self._set_in_process  # type: ignore[method-assign]
-        else:
-            self.__dict__.pop("set", None)
-
-    def _sets_in_process(self, config: NamespaceConfig) -> bool:
-        """Whether ``set`` can take ``_set_in_process``: nothing it does leaves the process.
-
-        That is WriteBack itself (a subclass may write otherwise), whose
-        journal is then a dict here; every tier in-process; no bus to
-        announce to; and the synchronous driver under Namespace's own ``set``
-        (AsyncNamespace's must go on returning awaitables).
-        """
-        cls = type(self)
-        return (
-            cls._drive is Namespace._drive
-            and cls.set is Namespace.set
-            and type(self._policy) is WriteBack
-            and self._bus is None
-            and not any(tier.serialized for tier in self._tiers)
-        )
-
-    # -- reads --------------------------------------------------------------
 
     def get(self, key: Key, default: Any = None) -> Any:
         """Return the value of ``key`` from the first layer that has it.
@@ -100,112 +169,30 @@ class Namespace(ReadPath):
             InvalidKeyError: ``key`` is not a supported key type.
             StoreError: the store failed to load.
         """
+        state = self._state
+        lookup = state.hit_lookup
+        if lookup is None:
+            return self.engine.fast.get(key, default)
+        # The encoder's two inline forms (see keys.inline_prefixes): no call on a hit.
         kind = type(key)
         if kind is str and key.isascii():  # type: ignore[union-attr]
-            tier_key = self._str_prefix + key  # type: ignore[operator]
+            tier_key = state.str_prefix + key  # type: ignore[operator]
         elif kind is int:
-            tier_key = self._int_prefix + str(key)
+            tier_key = state.int_prefix + str(key)
         else:
-            return run(self._get_plan(key, default, 0))
-        lookup = self._l1_lookup
-        start = 0
-        if lookup is not None:
-            try:
-                value, expires_at, _ = lookup(tier_key)
-            except KeyError:
-                pass
-            else:
-                if expires_at > self._clock():
-                    self._l1_stats.hits += 1  # type: ignore[union-attr]
-                    return default if value is MISSING else value
-            self._l1_stats.misses += 1  # type: ignore[union-attr]
-            start = 1
-        direct = self._direct
-        lease = True
-        if direct is not None and not self._purges:
-            # The next tier is Redis: one GET, without the plan machinery.
-            value = self._get_direct(direct, tier_key)
-            if value is FAILED:
-                lease = False
-            elif value is not NOTHING:
-                return default if value is MISSING else value
-            start += 1
-        return run(self._get_plan(key, default, start, lease))
-
-    def _get_direct(self, tier: Any, tier_key: str) -> Any:
-        """Ask the tier after L1 for one key; its value, or NOTHING to go on down."""
-        t = 1 if self._l1_lookup is not None else 0
-        stats = self.tier_stats[t]
-        generation = self._fence.generation
-        before = generation(tier_key) if t else None
-        started = _perf()
-        try:
-            answer = tier.get_one(tier_key)
-        except TierError as exc:
-            self._tier_failed(t, "read", exc)
-            return FAILED
-        stats.latency.add(_perf() - started)
-        if answer is None or answer is UNDECODABLE:
-            if answer is UNDECODABLE:
-                self._undecodable(t, tier_key, "unknown envelope")
-            stats.misses += 1
-            return NOTHING
-        raw, remaining = answer
-        if raw == _NEGATIVE:
-            value = MISSING
-        else:
-            try:
-                value = self.decode(raw, tier_key) if self._bound else self._serializer.loads(raw)
-            except SerializationError as exc:
-                self._undecodable(t, tier_key, str(exc))
-                stats.misses += 1
-                return NOTHING
-        stats.hits += 1
-        fill = self._l1_fill
-        if fill is not None and generation(tier_key) == before:
-            # Backfill L1, fenced: insert, then drop it if a change raced us.
-            fill(tier_key, value, self._fill_ttl(0, remaining), len(raw), self._clock())
-            if generation(tier_key) != before:
-                self._tiers[0].delete_many((tier_key,))
-        return value
-
-    def _get_copy(self, key: Key, default: Any = None) -> Any:
-        value = Namespace.get(self, key, MISSING)
-        return default if value is MISSING else copy_module.deepcopy(value)
-
-    def _get_plan(self, key: Key, default: Any, start: int = 0, lease: bool = True) -> Plan[Any]:
-        tier_key = self.tier_key(key)
-        found = yield from self._read([key], [tier_key], self._clock(), None, start, lease)
-        value = found.get(0, MISSING)
-        return default if value is MISSING else value
-
-    def _l1_peek(self, key: Key) -> Any:
-        """The L1 copy of ``key`` (MISSING for a cached absence), or ``NOTHING``."""
-        lookup = self._l1_lookup
-        if lookup is None:
-            return NOTHING
-        kind = type(key)
-        if kind is str:
-            tier_key = self._str_prefix + key  # type: ignore[operator]
-        elif kind is int:
-            tier_key = self._int_prefix + str(key)
-        else:
-            tier_key = self.tier_key(key)
+            tier_key = state.encode_key(key)
         try:
             value, expires_at, _ = lookup(tier_key)
         except KeyError:
-            return NOTHING
-        if expires_at > self._clock():
-            self._l1_stats.hits += 1  # type: ignore[union-attr]
-            return value
-        return NOTHING
+            pass
+        else:
+            if expires_at > state.clock():
+                state.l1_stats.hits += 1
+                return default if value is MISSING else value
+        state.l1_stats.misses += 1
+        return self.engine.fast.rest(key, tier_key, default)
 
-    def _get_or_load(self, key: Key, loader: Any) -> Plan[Any]:
-        """Read ``key`` through the tiers, loading a miss from ``loader``; MISSING if none."""
-        found = yield from self._read([key], [self.tier_key(key)], self._clock(), loader)
-        return found.get(0, MISSING)
-
-    def get_many(self, keys: Iterable[Key], *, loader: Loader | None = None) -> Any:
+    def get_many(self, keys: Iterable[Key], *, loader: Loader | None = None) -> dict[Key, Any]:
         """Return ``{key: value}`` for the keys found (a cached ``None`` included).
 
         One round trip per tier for the whole batch; the keys no tier has are
@@ -216,32 +203,9 @@ class Namespace(ReadPath):
             InvalidKeyError: a key is not a supported key type (nothing is read).
             StoreError: the store (or ``loader``) failed.
         """
-        keys, tier_keys = self._unique(keys)
-        return self._drive(self._get_many_plan(keys, tier_keys, loader))
+        return run(self.engine.get_many_plan(keys, loader))
 
-    def _unique(self, keys: Iterable[Key]) -> tuple[list[Key], list[str]]:
-        """Validate every key, then drop repeats by canonical form (so 1 and True never merge)."""
-        seen: dict[str, Key] = {}
-        str_prefix, tier_key = self._str_prefix, self.tier_key
-        for key in keys:
-            seen.setdefault(
-                str_prefix + key if type(key) is str and key.isascii() else tier_key(key), key
-            )
-        return list(seen.values()), list(seen)
-
-    def _get_many_plan(
-        self, keys: list[Key], tier_keys: list[str], loader: Loader | None
-    ) -> Plan[dict[Key, Any]]:
-        found = yield from self._read(keys, tier_keys, self._clock(), loader)
-        get = found.get
-        out = {key: value for i, key in enumerate(keys) if (value := get(i, MISSING)) is not MISSING}
-        if self.config.copy:
-            return {key: copy_module.deepcopy(value) for key, value in out.items()}
-        return out
-
-    # -- writes -------------------------------------------------------------
-
-    def set(self, key: Key, value: Any) -> Any:
+    def set(self, key: Key, value: Any) -> None:
         """Write one value, following the namespace's write policy.
 
         Raises:
@@ -250,71 +214,9 @@ class Namespace(ReadPath):
             ValueTooLargeError: the value is over ``max_value_bytes`` (nothing is written).
             StoreError: the store refused the write.
         """
-        self.tier_key(key)  # refuse a bad key before it meets a dict (unhashable, True == 1)
-        return self.set_many({key: value})
+        self.engine.fast.set(key, value)
 
-    def _set_in_process(self, key: Key, value: Any) -> None:
-        """``set`` when ``_sets_in_process``: ``_prepare`` and ``_write_plan`` for one key, inline.
-
-        The same steps in the same order, without a batch, a plan or the
-        driver, which cost several times the write itself: validate and
-        serialize; bump the fence, journal, bump it again; then fill each
-        tier only if no other change touched the key meanwhile, and check
-        again after the insert (see ``fill_local``). Writes that need I/O
-        first (purges to replay, a full journal to flush) take ``_write_plan``,
-        and so does a caller that kept ``ns.set`` across a ``configure()``
-        that swapped WriteBack out.
-        """
-        if type(key) is str and key.isascii():
-            field = "s:" + key
-            tier_key = self._str_prefix + key
-        else:
-            field = encode_key(key)  # InvalidKeyError, before anything is written
-            tier_key = self.key_prefix + field
-        config = self.config
-        data = self.encode(value, tier_key) if self._bound else self._serializer.dumps(value)
-        limit = config.max_value_bytes
-        if limit is not None and len(data) > limit:
-            raise self._too_large(key, data, limit)
-        now = self._clock()
-        policy = self._policy
-        if type(policy) is not WriteBack or self._purges or not policy.local_room(1):
-            run(self._write_plan(WriteBatch([key], [tier_key], [value], [data], now)))
-            return
-        fence = self._fence
-        epoch, before = fence.bump_one(tier_key)
-        try:
-            policy.journal_one(field, data)
-        finally:
-            after = fence.bump_one(tier_key)
-        raced = after != (epoch, before + 1)  # another change moved the key between our bumps
-        size = len(data)
-        generation = fence.generation
-        fills = self._fills
-        for t, tier in enumerate(self._tiers):
-            ttl = self._fill_ttl(t)
-            if raced:
-                self._drop_local(t, tier_key)
-            elif generation(tier_key) == after:
-                try:
-                    fills[t](tier_key, value, ttl, size, now)
-                    done = True
-                except TierError as exc:
-                    self._tier_failed(t, "set_many", exc)
-                    done = False
-                if generation(tier_key) != after:
-                    self._drop_local(t, tier_key)
-                if done:
-                    self.tier_stats[t].sets += 1
-
-    def _drop_local(self, t: int, tier_key: str) -> None:
-        """Delete a key from in-process tier ``t``; a failure is handled as in ``_tier_call``."""
-        try:
-            self._tiers[t].delete_many([tier_key])
-        except TierError as exc:
-            self._tier_failed(t, "delete_many", exc)
-
-    def set_many(self, items: Mapping[Key, Any]) -> Any:
+    def set_many(self, items: Mapping[Key, Any]) -> None:
         """Write several values: one store batch and one round trip per tier.
 
         Every key and value is validated and serialized first, so a bad one
@@ -323,109 +225,43 @@ class Namespace(ReadPath):
         Raises:
             InvalidKeyError, SerializationError, ValueTooLargeError, StoreError: as :meth:`set`.
         """
-        return self._drive(self._set_plan(items))
+        run(self.engine.set_plan(items))
 
-    def _set_plan(self, items: Mapping[Key, Any]) -> Plan[None]:
-        batch = self._prepare(items)  # validation before any I/O: raises at call time
-        return self._write_plan(batch)
-
-    def _write_plan(self, batch: WriteBatch) -> Plan[None]:
-        if self._purges:
-            yield from self._replay_purges()
-        fence = self._fence
-        epoch, before = fence.bump(batch.tier_keys)
-        batch.local_tiers = []
-        try:
-            yield from self._policy.write(batch, self)
-        finally:
-            after_epoch, after = fence.bump(batch.tier_keys)
-        if batch.local_tiers:
-            # This process's copies are replaced last, after the change is
-            # complete, and only for keys no other change touched meanwhile
-            # (their generation moved by our own second bump alone); any
-            # change that lands after our insert deletes or replaces it.
-            unraced = {k for k in batch.tier_keys
-                       if after_epoch == epoch and after[k] == before[k] + 1}
-            raced = [k for k in batch.tier_keys if k not in unraced]
-            for t in batch.local_tiers:
-                entries = [e for e in self.entries(batch, t) if e[0] in unraced]
-                if entries and (yield from self.fill_local(t, entries, batch.now, (after_epoch, after))):
-                    self.tier_stats[t].sets += len(entries)
-                if raced:
-                    yield from self._tier_call(t, "delete_many", (raced,))
-        if batch.announced:  # the policy's tier script added the bus entry
-            self._bus.announced()
-        else:
-            yield from self._publish("keys", batch.tier_keys)
-
-    def _prepare(self, items: Mapping[Key, Any]) -> WriteBatch:
-        if not isinstance(items, Mapping):
-            raise ConfigurationError(f"set_many takes a mapping, not {type(items).__name__}")
-        keys = list(items)
-        tier_keys = [self.tier_key(k) for k in keys]
-        values = [items[k] for k in keys]
-        encode = self.encode
-        data = [encode(v, k) for v, k in zip(values, tier_keys)]
-        limit = self.config.max_value_bytes
-        if limit is not None:
-            for key, blob in zip(keys, data):
-                if len(blob) > limit:
-                    raise self._too_large(key, blob, limit)
-        return WriteBatch(keys, tier_keys, values, data, self._clock())
-
-    def _too_large(self, key: Key, blob: bytes, limit: int) -> ValueTooLargeError:
-        """The refusal of a value over ``max_value_bytes``, worded alike on both write paths."""
-        return ValueTooLargeError(
-            f"{self.name}: value of {key!r} is {len(blob)} bytes serialized, "
-            f"over max_value_bytes={limit}"
-        )
-
-    def delete(self, key: Key) -> Any:
+    def delete(self, key: Key) -> None:
         """Delete ``key`` from the store and from every tier, in every process.
 
         Raises:
             InvalidKeyError: ``key`` is not a supported key type.
             StoreError: the store refused the delete (the tiers are untouched).
         """
-        return self.delete_many([key])
+        run(self.engine.delete_plan([key]))
 
-    def delete_many(self, keys: Iterable[Key]) -> Any:
+    def delete_many(self, keys: Iterable[Key]) -> None:
         """Delete several keys from the store and from every tier."""
-        keys, tier_keys = self._unique(keys)
-        return self._drive(
-            self._announced(self._policy.delete(keys, tier_keys, self), "keys", tier_keys)
-        )
+        run(self.engine.delete_plan(keys))
 
-    def invalidate(self, key: Key) -> Any:
+    def invalidate(self, key: Key) -> None:
         """Drop the cached copies of ``key`` in every tier and process; the store is untouched.
 
         Raises:
             InvalidKeyError: ``key`` is not a supported key type.
         """
-        return self.invalidate_many([key])
+        run(self.engine.invalidate_plan([key]))
 
-    def invalidate_many(self, keys: Iterable[Key]) -> Any:
+    def invalidate_many(self, keys: Iterable[Key]) -> None:
         """Drop the cached copies of several keys in every tier and process."""
-        return self._drive(self._invalidate_plan(keys))
+        run(self.engine.invalidate_plan(keys))
 
-    def _invalidate_plan(self, keys: Iterable[Key]) -> Plan[None]:
-        _keys, tier_keys = self._unique(keys)
-        return self._announced(self.drop(tier_keys), "keys", tier_keys)
-
-    def invalidate_all(self) -> Any:
+    def invalidate_all(self) -> None:
         """Drop every cached copy in this namespace, in every tier and process.
 
         Under Versioned this bumps the namespace version: O(1), whatever the
         namespace's size. Otherwise each tier removes the namespace's keys
         (Redis by SCAN and UNLINK in batches, never KEYS).
         """
-        if self.config.invalidation.versioned:
-            return self._drive(self._bump_version())
-        return self._drive(self._announced(self._drop_all(), "all", ()))
+        run(self.engine.invalidate_all_plan())
 
-    # -- write-back ---------------------------------------------------------
-
-    def flush(self, timeout: float = 5.0) -> Any:
+    def flush(self, timeout: float = 5.0) -> None:
         """Write what the write policy holds back (nothing under WriteThrough).
 
         Waits up to ``timeout`` seconds while another process is flushing
@@ -434,43 +270,26 @@ class Namespace(ReadPath):
         Raises:
             StoreError: the store failed; the entries stay pending for a retry.
         """
-        return self._drive(self._flush_plan(timeout))
+        run(self.engine.flush_plan(timeout))
 
-    def _flush_plan(self, timeout: float) -> Plan[None]:
-        deadline = time.monotonic() + timeout
-        for _attempt in range(100_000):  # bounded; the deadline ends it sooner
-            busy, failed = (yield from self._policy.flush(self, True)) or (False, 0)
-            if failed:
-                raise StoreError(
-                    f"{self.name}: {failed} write-back entries could not be written "
-                    "to the store; they stay pending and are retried"
-                )
-            if not busy or time.monotonic() >= deadline:
-                return
-            yield (_SLEEP, "sleep", (0.02,))
-
-    def dead_letters(self) -> Any:
+    def dead_letters(self) -> dict[Key, Any]:
         """Write-back entries given up on after repeated store failures.
 
         ``{key: value}``, with ``MISSING`` for a delete; empty for policies
         that never defer writes.
         """
-        plan = getattr(self._policy, "dead_letters", None)
-        return self._drive(plan(self) if plan is not None else _constant({}))
+        return run(self.engine.dead_letters_plan())
 
-    def replay_dead_letters(self) -> Any:
+    def replay_dead_letters(self) -> int:
         """Queue the dead letters for writing again; returns how many were queued."""
-        plan = getattr(self._policy, "replay_dead_letters", None)
-        return self._drive(plan(self) if plan is not None else _constant(0))
-
-    # -- configuration and lifecycle ----------------------------------------
+        return run(self.engine.replay_dead_letters_plan())
 
     def configure(
         self,
         *,
         write: WritePolicy | None = None,
         invalidation: Invalidation | None = None,
-    ) -> Any:
+    ) -> None:
         """Swap the write policy or invalidation strategy at run time.
 
         Pending writes of the old policy are flushed first, and a new
@@ -482,80 +301,8 @@ class Namespace(ReadPath):
             ConfigurationError: an argument is not a policy or strategy.
             StoreError: pending write-back entries could not be flushed (nothing changed).
         """
-        checked = NamespaceConfig.build(write=write, invalidation=invalidation)
-        changes: dict[str, Any] = {}
-        if write is not None:
-            changes["write"] = checked.write
-        if invalidation is not None:
-            changes["invalidation"] = checked.invalidation
-        return self._drive(self._configure_plan(changes))
+        run(self.engine.configure_plan(NamespaceConfig.changes(write, invalidation)))
 
-    def _configure_plan(self, changes: dict[str, Any]) -> Plan[None]:
-        if not changes:
-            return
-        old_policy = self._policy
-        yield from self._flush_plan(5.0)  # raises, changing nothing, if writes are stuck
-        self._apply(replace(self.config, **changes), new_policy="write" in changes)
-        if "invalidation" in changes:
-            # Keys cached under the old strategy (versioned or not) could be
-            # read again by a later swap back: drop the namespace everywhere.
-            yield from self._announced(self._drop_all(), "all", ())
-        if self._policy is not old_policy:
-            old_policy.close()
-            self._policy.start(self, self._scheduler)
-
-    def close(self) -> Any:
+    def close(self) -> None:
         """Flush and stop the write policy's background work."""
-        return self._drive(self._close_plan())
-
-    def _close_plan(self) -> Plan[None]:
-        try:
-            yield from self._flush_plan(5.0)
-        finally:
-            self._policy.close()
-
-    def stats(self) -> dict[str, Any]:
-        """Per-layer counters and latency of this namespace."""
-        out: dict[str, Any] = {
-            "tiers": {
-                f"L{t + 1}:{tier.name}": self.tier_stats[t].snapshot()
-                for t, tier in enumerate(self._tiers)
-            },
-            "store": self.store_stats.snapshot() if self.store is not None else None,
-            "bus_errors": self.bus_errors,
-            "purges_pending": sum(
-                len(keys) if keys is not None else 1 for keys in self._purges.values()
-            ),
-            "purges_replayed": self.purges_replayed,
-        }
-        counters = getattr(self._policy, "counters", None)
-        if counters is not None:
-            out["write_back"] = counters()
-        return out
-
-
-def _constant(value: Any) -> Plan[Any]:
-    return value
-    yield  # a plan with no I/O
-
-
-_Fill = Callable[[str, Any, "float | None", int, float], None]
-
-
-def _set_one(tier: Tier) -> _Fill:
-    """``tier.set_one(key, value, ttl, size, now)``, or the same through ``set_many``.
-
-    ``set_one`` is used only where the class that defines it also defines the
-    ``set_many`` in effect: a subclass that overrides ``set_many`` alone (to
-    count, to fail, to log) keeps seeing every write.
-    """
-    mro = type(tier).__mro__
-    owner = {name: next((c for c in mro if name in c.__dict__), None)
-             for name in ("set_one", "set_many")}
-    if owner["set_one"] is not None and owner["set_one"] is owner["set_many"]:
-        return tier.set_one  # type: ignore[attr-defined,no-any-return]
-
-    def through_many(key: str, value: Any, ttl: float | None, size: int, now: float) -> None:
-        tier.set_many([(key, value, ttl, size)], now)
-
-    return through_many
+        run(self.engine.close_plan())

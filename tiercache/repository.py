@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._engine.ops import MaybeAsync, Op, Plan, arun, run
 from ._types import MISSING, Key
 from .errors import ConfigurationError, StoreError, TiercacheError
 from .stores.base import BaseStore
 
 if TYPE_CHECKING:
+    from .aio import AsyncNamespace
     from .namespace import Namespace
 
 __all__ = ["RepositoryStore", "wrap_repository"]
 
 R = TypeVar("R")
+T = TypeVar("T")
+
+_SYNC_ONLY = "this repository is async: use it with AsyncCache"
 
 
 class RepositoryStore(BaseStore):
@@ -42,80 +47,72 @@ class RepositoryStore(BaseStore):
         name = self._names[role]
         return None if name is None else getattr(self._obj, name)
 
-    # Each operation is a generator that yields the repository's results, so
-    # the sync and async forms share one body (see _drive / _adrive).
+    # Each operation is a plan of the repository's calls, so the sync and
+    # async forms share one body, run by the engine's two drivers.
 
-    def _load_many(self, keys: Sequence[Key]) -> Any:
+    def _load_many(self, keys: Sequence[Key]) -> Plan[dict[Key, Any]]:
         many = self._method("get_many")
         if many is not None:
-            found = yield many(list(keys))
+            found = yield _call(many, list(keys))
             return {k: v for k, v in dict(found).items() if v is not None and v is not MISSING}
         one = self._method("get")
+        assert one is not None  # __init__ refuses a wrap with neither
         out: dict[Key, Any] = {}
         for key in keys:
-            value = yield one(key)  # type: ignore[misc]
+            value = yield _call(one, key)
             if value is not None and value is not MISSING:
                 out[key] = value
         return out
 
-    def _save_many(self, items: Mapping[Key, Any]) -> Any:
+    def _save_many(self, items: Mapping[Key, Any]) -> Plan[None]:
         save = self._method("save")
         if save is None:
             raise StoreError(f"{type(self._obj).__name__} was wrapped without save=")
         for key, value in items.items():
-            yield save(key, value)
+            yield _call(save, key, value)
 
-    def _delete_many(self, keys: Sequence[Key]) -> Any:
+    def _delete_many(self, keys: Sequence[Key]) -> Plan[None]:
         delete = self._method("delete")
         if delete is None:
             raise StoreError(f"{type(self._obj).__name__} was wrapped without delete=")
         for key in keys:
-            yield delete(key)
+            yield _call(delete, key)
 
     def load_many(self, keys: Sequence[Key]) -> dict[Key, Any]:
-        return _drive(self._load_many(keys))  # type: ignore[no-any-return]
+        with _translated():
+            return run(self._load_many(keys))
 
     async def aload_many(self, keys: Sequence[Key]) -> dict[Key, Any]:
-        return await _adrive(self._load_many(keys))  # type: ignore[no-any-return]
+        with _translated():
+            return await arun(self._load_many(keys))
 
     def save_many(self, items: Mapping[Key, Any]) -> None:
-        _drive(self._save_many(items))
+        with _translated():
+            run(self._save_many(items))
 
     async def asave_many(self, items: Mapping[Key, Any]) -> None:
-        await _adrive(self._save_many(items))
+        with _translated():
+            await arun(self._save_many(items))
 
     def delete_many(self, keys: Sequence[Key]) -> None:
-        _drive(self._delete_many(keys))
+        with _translated():
+            run(self._delete_many(keys))
 
     async def adelete_many(self, keys: Sequence[Key]) -> None:
-        await _adrive(self._delete_many(keys))
+        with _translated():
+            await arun(self._delete_many(keys))
 
 
-def _drive(gen: Any) -> Any:
+def _call(method: Callable[..., Any], *args: Any) -> Op[Any]:
+    """A repository method call: awaited under AsyncCache, refused in Cache if it is async."""
+    return MaybeAsync(method, args, _SYNC_ONLY)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """The repository's own exceptions as StoreError; tiercache's pass as they are."""
     try:
-        result = next(gen)
-        while True:
-            if inspect.isawaitable(result):
-                result.close()  # type: ignore[attr-defined]
-                raise ConfigurationError("this repository is async: use it with AsyncCache")
-            result = gen.send(result)
-    except StopIteration as stop:
-        return stop.value
-    except TiercacheError:
-        raise
-    except Exception as exc:
-        raise StoreError(f"repository call failed: {exc}") from exc
-
-
-async def _adrive(gen: Any) -> Any:
-    try:
-        result = next(gen)
-        while True:
-            if inspect.isawaitable(result):
-                result = await result
-            result = gen.send(result)
-    except StopIteration as stop:
-        return stop.value
+        yield
     except TiercacheError:
         raise
     except Exception as exc:
@@ -125,7 +122,7 @@ async def _adrive(gen: Any) -> Any:
 class _CachedRepository:
     """The wrapped object: cached reads, writes through the namespace, the rest as is."""
 
-    def __init__(self, obj: Any, ns: Namespace, names: dict[str, str | None]) -> None:
+    def __init__(self, obj: Any, ns: Namespace | AsyncNamespace, names: dict[str, str | None]) -> None:
         self.__wrapped__ = obj
         self.namespace = ns
         if names["get"] is not None:
@@ -144,6 +141,6 @@ class _CachedRepository:
         return f"<cached {self.__wrapped__!r} in namespace {self.namespace.name!r}>"
 
 
-def wrap_repository(obj: R, ns: Namespace, names: dict[str, str | None]) -> R:
+def wrap_repository(obj: R, ns: Namespace | AsyncNamespace, names: dict[str, str | None]) -> R:
     """The proxy; typed as the repository so type checkers see its methods."""
     return _CachedRepository(obj, ns, names)  # type: ignore[return-value]

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import tiercache as tc
-from tiercache._core import LEASE_TTL
+from tiercache._engine.read import LEASE_TTL
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 50

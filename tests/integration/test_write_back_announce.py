@@ -17,7 +17,7 @@ import msgpack
 import pytest
 
 import tiercache as tc
-from tiercache._core import _NOTHING as NOTHING
+from tiercache._engine.common import NOTHING
 from tiercache.testing.scheduler import ManualScheduler
 
 pytestmark = pytest.mark.redis
@@ -115,14 +115,14 @@ def test_the_other_cache_drops_its_copy_without_a_separate_publish(
     # announcement would drop the copy this test means to watch.
     assert wait_for(lambda: reader._bus.received > heard)  # type: ignore[union-attr]
     assert rns.get("k") == "old"
-    assert rns._l1_peek("k") == "old"  # the reader's L1 holds it
+    assert rns.engine.peek("k") == "old"  # the reader's L1 holds it
 
     def no_publish(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a write-back set with a Redis journal published on its own")
 
     monkeypatch.setattr(writer._bus, "publish", no_publish)
     wns.set("k", "new")
-    assert wait_for(lambda: rns._l1_peek("k") is NOTHING)
+    assert wait_for(lambda: rns.engine.peek("k") is NOTHING)
     assert rns.get("k") == "new"
     assert wns.bus_errors == 0
 

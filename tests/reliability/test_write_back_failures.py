@@ -135,7 +135,7 @@ def test_background_flush_retries_too(make_ns: Any) -> None:
     """The scheduled flush job swallows a store failure and a later run writes the entries."""
     store = FlakyStore(fail_first=2)
     ns = make_ns(store)
-    scheduler = ns._scheduler  # the ManualScheduler given to the cache
+    scheduler = ns.engine.state.scheduler  # the ManualScheduler given to the cache
     ns.set_many({"a": 1, "b": 2})
     for _ in range(FLUSH_TRIES):
         scheduler.run_pending()  # never raises: failures are logged and retried

@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 
 import tiercache as tc
 from tiercache.errors import ConfigurationError, InvalidKeyError
-from tiercache.keys import MAX_KEY_LENGTH, check_name, decode_key, encode_key, hash_long_key
+from tiercache.keys import (
+    MAX_KEY_LENGTH,
+    check_name,
+    decode_key,
+    encode_key,
+    hash_long_key,
+    inline_prefixes,
+    tier_key,
+    tier_key_encoder,
+)
 
 
 def _keys() -> st.SearchStrategy[Any]:
@@ -223,3 +232,11 @@ def test_hashed_keys_are_removed_by_invalidate_all(
         assert len(list(redis_client.scan_iter(match=f"{prefix}:n:*", count=1000))) == 3
         ns.invalidate_all()
         assert list(redis_client.scan_iter(match=f"{prefix}:n:*", count=1000)) == []
+
+
+@pytest.mark.parametrize("key", ["", "a", "users:42", "x" * 300, 0, 7, -3, 10**30])
+def test_inline_prefixes_agree_with_the_encoder(key: Any) -> None:
+    """The L1 hit paths' inline forms (ASCII str, int) equal the one encoder's output."""
+    str_head, int_head = inline_prefixes("app:users:")
+    inline = str_head + key if type(key) is str else int_head + str(key)
+    assert inline == tier_key_encoder("app:users:")(key) == tier_key("app:users:", key)

@@ -766,3 +766,45 @@ def test_stats_of_a_namespace_without_store(build: Build) -> None:
     assert ns["store"] is None
     assert ns["tiers"]["L1:memory"]["requests"] == 0
     assert ns["tiers"]["L1:memory"]["hit_rate"] is None
+
+
+def _keys_sharing_a_fence_slot(ns: tc.Namespace) -> tuple[str, str]:
+    """Two keys whose tier keys hash to one fence slot (in this process's hash seed)."""
+    from tiercache._engine.flight import FENCE_SLOTS
+
+    seen: dict[int, str] = {}
+    for i in range(1_000_000):
+        key = f"k{i}"
+        slot = hash(ns.tier_key(key)) % FENCE_SLOTS
+        if slot in seen:
+            return seen[slot], key
+        seen[slot] = key
+    raise AssertionError("no two keys share a slot")  # pragma: no cover
+
+
+def test_set_many_of_keys_sharing_a_fence_slot_keeps_both() -> None:
+    """Keys of one set_many sharing a fence slot are not taken for raced: a pure cache keeps both."""
+    with tc.Cache(tiers=[tc.MemoryTier()], bus=False) as cache:
+        ns = cache.namespace("pure")
+        a, b = _keys_sharing_a_fence_slot(ns)
+        ns.set_many({a: 1, b: 2})
+        assert (ns.get(a), ns.get(b)) == (1, 2)
+        assert ns.stats()["tiers"]["L1:memory"]["sets"] == 2
+
+
+def test_fence_moved_alone_excludes_a_key_another_change_touched() -> None:
+    """Between a change's two bumps, a key bumped by someone else is excluded; its slot-mates are not."""
+    from tiercache._engine.flight import Fence
+
+    fence = Fence(slots=1)  # every key shares the one slot
+    keys = ["a", "b"]
+    first = fence.bump(keys)
+    second = fence.bump(keys)
+    assert fence.moved_alone(first, second, keys) == {"a", "b"}
+    first = fence.bump(keys)
+    fence.bump(["c"])  # another change, in the same slot
+    second = fence.bump(keys)
+    assert fence.moved_alone(first, second, keys) == set()
+    first = fence.bump(keys)
+    fence.bump_all()
+    assert fence.moved_alone(first, fence.bump(keys), keys) == set()

@@ -14,16 +14,20 @@ operation's type; a bare ``yield op`` gives ``Any``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from ..errors import ConfigurationError
+
 __all__ = [
     "AsyncCall",
     "Blocking",
     "Call",
+    "MaybeAsync",
     "Op",
     "Plan",
     "Sleep",
@@ -101,6 +105,34 @@ class Blocking(Op[T]):
 
     async def arun(self) -> T:
         return await asyncio.to_thread(self.fn, *self.args)
+
+
+@dataclass(frozen=True, slots=True)
+class MaybeAsync(Op[T]):
+    """A caller's callable that may be a coroutine function (a loader, a repository method).
+
+    The async driver calls it on the event loop and awaits what it returns
+    if that is awaitable; the sync driver refuses an awaitable with
+    ``ConfigurationError(refusal)``, closing the coroutine unawaited.
+    """
+
+    fn: Callable[..., T | Awaitable[T]]
+    args: tuple[Any, ...] = ()
+    refusal: str = "a coroutine function needs AsyncCache"
+
+    def run(self) -> T:
+        result = self.fn(*self.args)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited on purpose: no warning for it
+            raise ConfigurationError(self.refusal)
+        return result
+
+    async def arun(self) -> T:
+        result = self.fn(*self.args)
+        if inspect.isawaitable(result):
+            return await result
+        return result
 
 
 @dataclass(frozen=True, slots=True)

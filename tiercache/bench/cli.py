@@ -37,7 +37,7 @@ from ..namespace import Namespace
 from ..stores.base import Store
 from ..stores.sqlite import SQLiteStore
 from ..tiers.memory import MemoryTier
-from ..tiers.redis import RedisTier
+from ..redis import RedisTier
 from .report import build_report, draw_plot, print_table
 from .workloads import trace, zipf
 

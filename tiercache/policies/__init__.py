@@ -1,8 +1,28 @@
 """Write policies: the order of store and tier writes."""
 
-from .base import Target, WriteBatch, WritePolicy
+from .base import (
+    DeadLetters,
+    PolicyRun,
+    Target,
+    WriteBatch,
+    WriteContext,
+    WriteOutcome,
+    WritePolicy,
+)
 from .write_around import WriteAround
-from .write_back import WriteBack
+from .write_back import WriteBack, WriteBackJournal
 from .write_through import WriteThrough
 
-__all__ = ["Target", "WriteAround", "WriteBack", "WriteBatch", "WritePolicy", "WriteThrough"]
+__all__ = [
+    "DeadLetters",
+    "PolicyRun",
+    "Target",
+    "WriteAround",
+    "WriteBack",
+    "WriteBackJournal",
+    "WriteBatch",
+    "WriteContext",
+    "WriteOutcome",
+    "WritePolicy",
+    "WriteThrough",
+]

@@ -1,4 +1,4 @@
-"""The WritePolicy protocol and what a policy acts on."""
+"""The WritePolicy protocol, what a policy acts on, and what it hands back."""
 
 from __future__ import annotations
 
@@ -6,25 +6,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from .._plan import Plan
+from .._engine.ops import Plan
+from .._engine.views import TierView
 from .._types import Key
 from ..scheduler import Scheduler
 from ..serialization import Serializer
 from ..stores.base import Store
 from ..tiers.base import Tier, TierEntry
 
-__all__ = ["Target", "WriteBatch", "WritePolicy", "delete_through", "nothing"]
+__all__ = [
+    "DeadLetters",
+    "PolicyRun",
+    "Target",
+    "WriteBatch",
+    "WriteContext",
+    "WriteOutcome",
+    "WritePolicy",
+    "delete_through",
+    "nothing",
+]
 
 
-@dataclass
-class WriteBatch:
+@dataclass(frozen=True, slots=True)
+class WriteContext:
     """Validated, serialized items of one ``set``/``set_many``, ready to write.
 
     ``keys``, ``tier_keys``, ``values`` and ``data`` are parallel: the
-    caller's key, its full tier key, the value, and its serialized bytes.
-    ``local_tiers`` (set by the namespace) collects the in-process tiers
-    that ``fill`` was asked to fill: the namespace fills them once the
-    whole change is done, only for keys no other change touched meanwhile.
+    caller's key, its full tier key, the value, and its serialized bytes;
+    ``now`` is the clock reading of the write.
     """
 
     keys: Sequence[Key]
@@ -32,14 +41,29 @@ class WriteBatch:
     values: Sequence[Any]
     data: Sequence[bytes]
     now: float
-    local_tiers: list[int] | None = None
-    #: Set by a policy whose tier write also told the other processes (the
-    #: bus entry added in the same script): the namespace then does not.
-    announced: bool = False
 
     def items(self) -> dict[Key, Any]:
         """``{key: value}`` as a store takes it."""
         return dict(zip(self.keys, self.values))
+
+
+WriteBatch = WriteContext
+"""The former name of :class:`WriteContext`."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    """What a policy's write decided, for the namespace to finish.
+
+    ``fill_local``: replace this process's in-process copies with the new
+    values (the namespace does it once the change is complete, and only for
+    keys no other change touched meanwhile). ``announced``: the policy's
+    tier write also told the other processes (the bus entry added in the
+    same script), so the namespace does not announce it again.
+    """
+
+    fill_local: bool = False
+    announced: bool = False
 
 
 class Target(Protocol):
@@ -57,6 +81,11 @@ class Target(Protocol):
     def tiers(self) -> Sequence[Tier]: ...
 
     @property
+    def views(self) -> Sequence[TierView]:
+        """The tiers as operations, with their capabilities (parallel to ``tiers``)."""
+        ...
+
+    @property
     def store(self) -> Store | None: ...
 
     @property
@@ -68,8 +97,8 @@ class Target(Protocol):
     @property
     def journal_key(self) -> str: ...
 
-    def entries(self, batch: WriteBatch, t: int) -> list[TierEntry]:
-        """Tier ``t``'s entries for the batch's values."""
+    def entries(self, ctx: WriteContext, t: int) -> list[TierEntry]:
+        """Tier ``t``'s entries for the context's values."""
         ...
 
     def decode_field(self, data: bytes, field: str) -> Any:
@@ -80,8 +109,8 @@ class Target(Protocol):
         """Write items to the store."""
         ...
 
-    def fill(self, batch: WriteBatch, skip: int | None = None, shared: bool = True) -> Plan[None]:
-        """Replace the tiers' copies (but tier ``skip``; shared tiers only if ``shared``)."""
+    def fill(self, ctx: WriteContext, skip: int | None = None) -> Plan[None]:
+        """Replace the shared tiers' copies (but tier ``skip``'s, written already)."""
         ...
 
     def drop(self, tier_keys: Sequence[str], local: bool = True) -> Plan[None]:
@@ -95,24 +124,20 @@ class Target(Protocol):
     def announcement(self, t: int, tier_keys: Sequence[str]) -> tuple[str, bytes, int] | None:
         """The bus entry announcing a change of ``tier_keys``, for tier ``t``'s write script
         to add in the same atomic step; ``None`` when nothing is to be announced, or not
-        through tier ``t``. A policy that has it added sets ``batch.announced``."""
+        through tier ``t``. A policy that has it added says so in its outcome."""
         ...
 
 
 @runtime_checkable
-class WritePolicy(Protocol):
-    """The order in which a namespace's store and tiers are written.
+class PolicyRun(Protocol):
+    """A write policy at work for one namespace (what :meth:`WritePolicy.start` returns).
 
-    ``Cache.namespace`` gives each namespace its own copy of the policy
-    object and calls ``start`` once, so a policy may keep state per namespace.
+    Holds whatever state the policy keeps per namespace (a write-back
+    journal); a stateless policy is its own run.
     """
 
-    def start(self, target: Target, scheduler: Scheduler) -> None:
-        """Begin serving ``target`` (schedule background work, if any)."""
-        ...
-
-    def write(self, batch: WriteBatch, target: Target) -> Plan[None]:
-        """Apply ``set_many``."""
+    def write(self, ctx: WriteContext, target: Target) -> Plan[WriteOutcome]:
+        """Apply ``set_many``; the outcome says what the namespace still does."""
         ...
 
     def delete(self, keys: Sequence[Key], tier_keys: Sequence[str], target: Target) -> Plan[None]:
@@ -132,7 +157,37 @@ class WritePolicy(Protocol):
         ...
 
     def close(self) -> None:
-        """Stop background work the policy started."""
+        """Stop background work the run started."""
+        ...
+
+
+@runtime_checkable
+class DeadLetters(Protocol):
+    """A run that gives up on entries after repeated store failures, and counts."""
+
+    def dead_letters(self, target: Target) -> Plan[dict[Key, Any]]:
+        """Entries given up on: ``{key: value}`` (``MISSING`` for a delete)."""
+        ...
+
+    def replay_dead_letters(self, target: Target) -> Plan[int]:
+        """Queue the dead letters for writing again; how many."""
+        ...
+
+    def counters(self) -> dict[str, int]:
+        """The run's own counters, for ``stats()``."""
+        ...
+
+
+@runtime_checkable
+class WritePolicy(Protocol):
+    """The order in which a namespace's store and tiers are written.
+
+    A policy object is frozen configuration, shared by every namespace
+    given it; ``start`` returns the run that serves one namespace.
+    """
+
+    def start(self, target: Target, scheduler: Scheduler) -> PolicyRun:
+        """Begin serving ``target`` (schedule background work, if any)."""
         ...
 
 

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._plan import Plan
+from .._engine.ops import Plan
 from .._types import Key
 from ..scheduler import Scheduler
-from .base import Target, WriteBatch, delete_through, nothing
+from .base import Target, WriteContext, WriteOutcome, delete_through, nothing
 
 __all__ = ["WriteAround"]
+
+_DROPPED = WriteOutcome(fill_local=False)
 
 
 @dataclass(frozen=True)
@@ -23,13 +25,15 @@ class WriteAround:
     loads the new value and fills the tiers.
     """
 
-    def start(self, target: Target, scheduler: Scheduler) -> None:
-        return None
+    def start(self, target: Target, scheduler: Scheduler) -> WriteAround:
+        """Stateless: the policy is its own run."""
+        return self
 
-    def write(self, batch: WriteBatch, target: Target) -> Plan[None]:
+    def write(self, ctx: WriteContext, target: Target) -> Plan[WriteOutcome]:
         if target.store is not None:
-            yield from target.save(batch.items())
-        yield from target.drop(batch.tier_keys)
+            yield from target.save(ctx.items())
+        yield from target.drop(ctx.tier_keys)
+        return _DROPPED
 
     def delete(self, keys: Sequence[Key], tier_keys: Sequence[str], target: Target) -> Plan[None]:
         return delete_through(keys, tier_keys, target)

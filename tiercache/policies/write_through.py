@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._plan import Plan
+from .._engine.ops import Plan
 from .._types import Key
 from ..scheduler import Scheduler
-from .base import Target, WriteBatch, delete_through, nothing
+from .base import Target, WriteContext, WriteOutcome, delete_through, nothing
 
 __all__ = ["WriteThrough"]
+
+_FILL_LOCAL = WriteOutcome(fill_local=True)
 
 
 @dataclass(frozen=True)
@@ -28,17 +30,18 @@ class WriteThrough:
     store, then from every tier.
     """
 
-    def start(self, target: Target, scheduler: Scheduler) -> None:
-        return None
+    def start(self, target: Target, scheduler: Scheduler) -> WriteThrough:
+        """Stateless: the policy is its own run."""
+        return self
 
-    def write(self, batch: WriteBatch, target: Target) -> Plan[None]:
+    def write(self, ctx: WriteContext, target: Target) -> Plan[WriteOutcome]:
         if target.store is None:
             # A pure cache: Redis is where the value lives for other processes.
-            yield from target.fill(batch)
-            return
-        yield from target.save(batch.items())
-        yield from target.fill(batch, shared=False)
-        yield from target.drop(batch.tier_keys, local=False)
+            yield from target.fill(ctx)
+            return _FILL_LOCAL
+        yield from target.save(ctx.items())
+        yield from target.drop(ctx.tier_keys, local=False)
+        return _FILL_LOCAL
 
     def delete(self, keys: Sequence[Key], tier_keys: Sequence[str], target: Target) -> Plan[None]:
         return delete_through(keys, tier_keys, target)

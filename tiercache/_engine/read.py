@@ -1,4 +1,4 @@
-"""The read path: tiers in order, write-back's pending writes, then one fenced, single-flight load."""
+"""Read plans: tiers in order, write-back's pending writes, then one fenced, single-flight load."""
 
 from __future__ import annotations
 
@@ -7,23 +7,27 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._core import (
-    _NEGATIVE,
-    _NOTHING,
-    _SLEEP,
-    FLIGHT_TIMEOUT,
-    LEASE_TTL,
-    NamespaceCore,
-    _LoaderStore,
-    _perf,
-)
-from ._plan import Plan
-from ._types import MISSING, Key
-from .errors import SerializationError, TierError
-from .keys import encode_key
-from .tiers.base import UNDECODABLE, Tier, TierEntry
+from .._types import MISSING, Key
+from ..errors import SerializationError, TierError
+from ..keys import encode_key
+from ..tiers.base import UNDECODABLE, TierEntry
+from .common import NEGATIVE, NOTHING, perf
+from .failures import Failures
+from .ops import Op, Plan, Sleep, WaitFuture, perform
+from .state import State
+from .views import TierView
+from .write import Writer
 
-__all__ = ["ReadPath"]
+__all__ = ["FLIGHT_TIMEOUT", "LEASE_TTL", "LoadOp", "Reader"]
+
+LEASE_TTL = 5.0
+"""Seconds a process's lease to load a key lasts; a waiter takes over after it."""
+
+FLIGHT_TIMEOUT = 60.0
+"""Seconds a caller waits for another caller's load of the same key."""
+
+LoadOp = Callable[[list[Key]], Op[Mapping[Key, Any]]]
+"""What loads the keys no tier had: the store's ``load_many``, or a caller's loader."""
 
 _Fills = list[list[tuple[int, Any, bytes | None, float | None]]]
 
@@ -40,15 +44,25 @@ class _Leases:
         self.served: set[str] = set()
 
 
-class ReadPath(NamespaceCore):
-    """The read path, as plans the sync and async drivers both run."""
+class Reader:
+    """The read path, as plans the sync and async drivers both run.
 
-    def _read(
+    Tiers in order, write-back's pending writes, then one fenced,
+    single-flight load; the loaded values backfill the tiers above the one
+    that answered, through a lease where the tier has them.
+    """
+
+    def __init__(self, state: State, failures: Failures, writer: Writer) -> None:
+        self.state = state
+        self.failures = failures
+        self.writer = writer
+
+    def read(
         self,
         keys: Sequence[Key],
         tier_keys: Sequence[str],
         now: float,
-        loader: Callable[[list[Key]], Mapping[Key, Any]] | None,
+        loader: LoadOp | None,
         start: int = 0,
         lease: bool = True,
     ) -> Plan[dict[int, Any]]:
@@ -58,19 +72,19 @@ class ReadPath(NamespaceCore):
         by ``Namespace.get``'s direct path, and missed). ``lease``: False when
         that direct read of Redis just failed.
         """
-        if self._purges:
+        if self.failures.purges:
             # A shared tier is back: drop what it may hold stale before reading it.
-            yield from self._replay_purges()
+            yield from self.failures.replay()
         # Generations before anything is read: a copy put into L1 at the end
         # must not outlive a change that raced this read (see fill_local).
-        fence = self._fence.snapshot(tier_keys) if self._l1_lookup is not None else None
+        fence = self.state.fence.snapshot(tier_keys) if self.state.l1_lookup is not None else None
         found: dict[int, Any] = {}
-        fills: _Fills = [[] for _ in self._tiers]
+        fills: _Fills = [[] for _ in self.state.tiers]
         failed: set[int] = set()
-        pending = yield from self._read_tiers(tier_keys, now, found, fills, start, failed)
-        if pending and self.store is not None and loader is None:
+        pending = yield from self.read_tiers(tier_keys, now, found, fills, start, failed)
+        if pending and self.state.store is not None and loader is None:
             fields = [encode_key(keys[i]) for i in pending]
-            held = yield from self._policy.pending(fields, self)
+            held = yield from self.state.run.pending(fields, self.writer)
             if held:
                 for n, value in held.items():
                     found[pending[n]] = value  # MISSING: a delete not yet flushed
@@ -78,41 +92,42 @@ class ReadPath(NamespaceCore):
         leases = _Leases()
         # A read whose Redis GET just failed takes no lease: a command sent
         # to a stalled server may still run later and block others' fills.
-        leases.skip = not lease or (
-            self._lease_tier is not None and self._tiers.index(self._lease_tier) in failed
-        )
+        lease_index = self.state.lease_index
+        leases.skip = not lease or (lease_index is not None and lease_index in failed)
         try:
-            if pending and (loader is not None or self.store is not None):
-                yield from self._load(keys, tier_keys, pending, loader, found, fills, leases)
-            for t, tier in enumerate(self._tiers):
+            if pending and (loader is not None or self.state.store is not None):
+                yield from self.load(keys, tier_keys, pending, loader, found, fills, leases)
+            for t, view in enumerate(self.state.views):
                 if not fills[t]:
                     continue
-                entries = self._entries(tier, tier_keys, fills[t])
+                entries = self.entries(view, tier_keys, fills[t])
                 if not entries:
                     continue
-                if tier is self._lease_tier:
+                if view.lease is not None and t == lease_index:
                     # Loaded values reach the shared tier only through our
                     # lease: a writer who touched the key since took it away.
                     entries = [e for e in entries if e[0] in leases.held]
                     if entries and leases.token:
-                        filled = yield from self._tier_call_result(
-                            t, "fill_leased", (entries, leases.token)
+                        filled = yield from self.failures.result(
+                            t, view.lease.fill_leased(entries, leases.token), "fill_leased"
                         )
                         if filled is not None:
                             leases.held.difference_update(e[0] for e in entries)
                     continue
-                if fence is not None and not tier.serialized:
-                    yield from self.fill_local(t, entries, now, fence)
+                if fence is not None and not view.shared:
+                    yield from self.writer.fill_local(t, entries, now, fence)
                 else:
-                    yield from self._tier_call(t, "set_many", (entries, now))
+                    yield from self.failures.set(t, entries, now)
         finally:
-            if leases.held:
-                yield from self._tier_call(
-                    self._tiers.index(self._lease_tier), "release", (sorted(leases.held), leases.token)
+            if leases.held and lease_index is not None:
+                leasing = self.state.views[lease_index].lease
+                assert leasing is not None  # the index is of a leasing tier
+                yield from self.failures.call(
+                    lease_index, leasing.release(sorted(leases.held), leases.token), "release"
                 )
         return found
 
-    def _read_tiers(
+    def read_tiers(
         self,
         tier_keys: Sequence[str],
         now: float,
@@ -126,23 +141,24 @@ class ReadPath(NamespaceCore):
         Per tier: one round trip, one batch decode, one update of each counter.
         """
         pending = list(range(len(tier_keys)))
-        tiers = self._tiers
+        views = self.state.views
         if failed is None:
             failed = set()
-        for t in range(start, len(tiers)):
+        for t in range(start, len(views)):
             if not pending:
                 break
-            tier = tiers[t]
-            stats = self.tier_stats[t]
-            started = _perf()
+            view = views[t]
+            stats = self.state.tier_stats[t]
+            started = perf()
             asked = tier_keys if len(pending) == len(tier_keys) else [tier_keys[i] for i in pending]
             try:
-                answers = yield (tier, "get_many", (asked, now))
+                # Any: the hits are told from None and UNDECODABLE below, by identity.
+                answers: list[Any] = yield from perform(view.get_many(asked, now))
             except TierError as exc:
-                self._tier_failed(t, "read", exc)
+                self.failures.tier_failed(t, "read", exc)
                 failed.add(t)
                 continue
-            stats.latency.add(_perf() - started)
+            stats.latency.add(perf() - started)
             missed: list[int] = []
             if None not in answers and UNDECODABLE not in answers:
                 hit_index, hit_answer = pending, answers  # every key hit: the common batch
@@ -152,30 +168,31 @@ class ReadPath(NamespaceCore):
                     if answer is None:
                         missed.append(i)
                     elif answer is UNDECODABLE:
-                        self._undecodable(t, tier_keys[i], "unknown envelope")
+                        self.failures.undecodable(t, tier_keys[i], "unknown envelope")
                         missed.append(i)
                     else:
                         hit_index.append(i)
                         hit_answer.append(answer)
-            if tier.serialized:
-                values = self._decode_many([a[0] for a in hit_answer], hit_index, tier_keys)
+            serialized = view.serialized
+            if serialized:
+                values = self.decode_many([a[0] for a in hit_answer], hit_index, tier_keys)
             else:
                 values = [a[0] for a in hit_answer]
             hits = len(values)
-            if t == 0 and _NOTHING not in values:
+            if t == 0 and NOTHING not in values:
                 found.update(zip(hit_index, values))  # the first tier: nothing to backfill
             else:
                 hits = 0
                 for i, answer, value in zip(hit_index, hit_answer, values):
-                    if value is _NOTHING:
-                        self._undecodable(t, tier_keys[i], "cannot be decoded")
+                    if value is NOTHING:
+                        self.failures.undecodable(t, tier_keys[i], "cannot be decoded")
                         missed.append(i)
                         continue
                     hits += 1
                     found[i] = value
-                    data = answer[0] if tier.serialized else None
+                    data = answer[0] if serialized else None
                     for upper in range(t):
-                        fills[upper].append((i, value, data, self._fill_ttl(upper, answer[1])))
+                        fills[upper].append((i, value, data, self.state.fill_ttl(upper, answer[1])))
             if hits and missed:
                 missed.sort()
             stats.hits += hits
@@ -183,11 +200,11 @@ class ReadPath(NamespaceCore):
             pending = missed
         return pending
 
-    def _decode_many(
+    def decode_many(
         self, blobs: list[bytes], indices: list[int], all_keys: Sequence[str]
     ) -> list[Any]:
-        """Values of a tier's hits; MISSING for a cached absence, _NOTHING where undecodable."""
-        loads_many = None if self._bound else getattr(self._serializer, "loads_many", None)
+        """Values of a tier's hits; MISSING for a cached absence, NOTHING where undecodable."""
+        loads_many = self.state.loads_many
         if loads_many is not None and all(blobs):  # no cached absences: the common case
             try:
                 return list(loads_many(blobs))
@@ -196,21 +213,21 @@ class ReadPath(NamespaceCore):
         out: list[Any] = []
         for blob, i in zip(blobs, indices):
             tier_key = all_keys[i]
-            if blob == _NEGATIVE:
+            if blob == NEGATIVE:
                 out.append(MISSING)
                 continue
             try:
-                out.append(self.decode(blob, tier_key))
+                out.append(self.state.decode(blob, tier_key))
             except SerializationError:
-                out.append(_NOTHING)
+                out.append(NOTHING)
         return out
 
-    def _load(
+    def load(
         self,
         keys: Sequence[Key],
         tier_keys: Sequence[str],
         pending: list[int],
-        loader: Callable[[list[Key]], Mapping[Key, Any]] | None,
+        loader: LoadOp | None,
         found: dict[int, Any],
         fills: _Fills,
         leases: _Leases,
@@ -227,60 +244,61 @@ class ReadPath(NamespaceCore):
         are fenced the same way by this process's own generation counters.
         """
         wanted = [tier_keys[i] for i in pending]
-        fence = self._fence.snapshot(wanted)
-        lead, follow = self._flights.claim(wanted)
+        fence = self.state.fence.snapshot(wanted)
+        lead, follow = self.state.flights.claim(wanted)
         results: dict[str, Any] = {}
         leading = set(lead)
         if lead:
             mine = [i for i in pending if tier_keys[i] in leading]
             error: BaseException | None = None
             try:
-                yield from self._load_leading(keys, tier_keys, mine, loader, results, leases)
+                yield from self.load_leading(keys, tier_keys, mine, loader, results, leases)
             except BaseException as exc:
                 error = exc
                 raise
             finally:
-                self._flights.land(lead, results, error)
+                self.state.flights.land(lead, results, error)
         for key, call in follow.items():
-            results[key] = yield (call, "result", (FLIGHT_TIMEOUT,))
-        fresh = dict(zip(wanted, self._fence.unchanged(fence, wanted)))
-        negative_ttl = self.config.negative_ttl
+            results[key] = yield WaitFuture(call, FLIGHT_TIMEOUT)
+        fresh = dict(zip(wanted, self.state.fence.unchanged(fence, wanted)))
+        negative_ttl = self.state.config.negative_ttl
         for i in pending:
             key = tier_keys[i]
             value = results.get(key, MISSING)
             fill = key in leading and fresh[key] and key not in leases.served
             if value is MISSING:
-                self.store_stats.misses += 1
+                self.state.store_stats.misses += 1
                 if negative_ttl is not None:
                     found[i] = MISSING
                     if fill:
-                        for t in range(len(self._tiers)):
-                            fills[t].append((i, MISSING, _NEGATIVE, self._fill_ttl(t, negative_ttl)))
+                        for t in range(len(self.state.tiers)):
+                            fills[t].append((i, MISSING, NEGATIVE, self.state.fill_ttl(t, negative_ttl)))
                 continue
-            self.store_stats.hits += 1
+            self.state.store_stats.hits += 1
             found[i] = value
             if fill:
-                for t in range(len(self._tiers)):
-                    fills[t].append((i, value, None, self._fill_ttl(t)))
+                for t in range(len(self.state.tiers)):
+                    fills[t].append((i, value, None, self.state.fill_ttl(t)))
 
-    def _load_leading(
+    def load_leading(
         self,
         keys: Sequence[Key],
         tier_keys: Sequence[str],
         mine: list[int],
-        loader: Callable[[list[Key]], Mapping[Key, Any]] | None,
+        loader: LoadOp | None,
         results: dict[str, Any],
         leases: _Leases,
     ) -> Plan[None]:
-        tier = None if leases.skip else self._lease_tier
-        if tier is not None:
+        t = None if leases.skip else self.state.lease_index
+        leasing = None if t is None else self.state.views[t].lease
+        if t is not None and leasing is not None:
             leases.token = uuid.uuid4().hex
             wanted = [tier_keys[i] for i in mine]
             deadline = time.monotonic() + LEASE_TTL * 2
             pause = 0.002
             for _attempt in range(10_000):  # bounded; the deadline ends it sooner
                 try:
-                    got = yield (tier, "lease_many", (wanted, leases.token, LEASE_TTL))
+                    got = yield from perform(leasing.lease_many(wanted, leases.token, LEASE_TTL))
                 except TierError:
                     leases.token = ""  # Redis is away: load, and fill only L1
                     break
@@ -288,76 +306,77 @@ class ReadPath(NamespaceCore):
                 if len(mine) > 1 or got[0]:
                     break
                 # One key, leased by another process: its value will land in Redis.
-                value = yield from self._peek(tier, wanted[0])
-                if value is not _NOTHING:
+                value = yield from self.peek(t, wanted[0])
+                if value is not NOTHING:
                     results[wanted[0]] = value
                     leases.served.add(wanted[0])
                     return
                 if time.monotonic() >= deadline:
                     break  # the holder is gone or slow: load, without filling Redis
-                yield (_SLEEP, "sleep", (pause,))
+                yield Sleep(pause)
                 pause = min(pause * 2, 0.02)
             if len(mine) == 1 and wanted[0] in leases.held:
                 # The previous holder may have filled Redis just before we got the lease.
-                value = yield from self._peek(tier, wanted[0])
-                if value is not _NOTHING:
+                value = yield from self.peek(t, wanted[0])
+                if value is not NOTHING:
                     results[wanted[0]] = value
                     leases.served.add(wanted[0])
                     return
-        loaded = yield from self._load_source([keys[i] for i in mine], loader)
+        loaded = yield from self.load_source([keys[i] for i in mine], loader)
         for i in mine:
             results[tier_keys[i]] = loaded.get(keys[i], MISSING)
 
-    def _peek(self, tier: Any, tier_key: str) -> Plan[Any]:
-        """One key's value in ``tier``, MISSING for a cached absence, _NOTHING for none."""
+    def peek(self, t: int, tier_key: str) -> Plan[Any]:
+        """One key's value in tier ``t``, MISSING for a cached absence, NOTHING for none."""
         try:
-            answers = yield (tier, "get_many", ([tier_key], self._clock()))
+            answers: list[Any] = yield from perform(
+                self.state.views[t].get_many([tier_key], self.state.clock()))
         except TierError:
-            return _NOTHING
+            return NOTHING
         answer = answers[0]
         if answer is None or answer is UNDECODABLE:
-            return _NOTHING
+            return NOTHING
         raw = answer[0]
-        if raw == _NEGATIVE:
+        if raw == NEGATIVE:
             return MISSING
         try:
-            return self.decode(raw, tier_key)
+            return self.state.decode(raw, tier_key)
         except SerializationError:
-            return _NOTHING
+            return NOTHING
 
-    def _load_source(
-        self, wanted: list[Key], loader: Callable[[list[Key]], Mapping[Key, Any]] | None
-    ) -> Plan[Mapping[Key, Any]]:
-        source: Any = self.store
+    def load_source(self, wanted: list[Key], loader: LoadOp | None) -> Plan[Mapping[Key, Any]]:
         if loader is not None:
-            source = loader if hasattr(loader, "load_many") else _LoaderStore(loader)
-        started = _perf()
+            op = loader(wanted)
+        else:
+            assert self.state.store_ops is not None  # the read path loads only with a source
+            op = self.state.store_ops.load_many(wanted)
+        started = perf()
         try:
-            loaded = yield (source, "load_many", (wanted,))
+            loaded = yield from perform(op)
         except Exception:
-            self.store_stats.errors += 1
+            self.state.store_stats.errors += 1
             raise
-        self.store_stats.latency.add(_perf() - started)
-        return loaded  # type: ignore[no-any-return]
+        self.state.store_stats.latency.add(perf() - started)
+        return loaded
 
-    def _entries(
+    def entries(
         self,
-        tier: Tier,
+        view: TierView,
         tier_keys: Sequence[str],
         fills: list[tuple[int, Any, bytes | None, float | None]],
     ) -> list[TierEntry]:
         """Tier entries for backfill; a value that cannot be cached is left out, logged."""
         entries: list[TierEntry] = []
-        limit = self.config.max_value_bytes
+        limit = self.state.config.max_value_bytes
         for i, value, data, ttl in fills:
             if data is None:
                 try:
-                    data = self.encode(value, tier_keys[i])
+                    data = self.state.encode(value, tier_keys[i])
                 except SerializationError as exc:
-                    self._warn("uncacheable", f"{self.name}: not caching {tier_keys[i]!r}: {exc}")
+                    self.state.warn("uncacheable", f"{self.state.name}: not caching {tier_keys[i]!r}: {exc}")
                     continue
             if limit is not None and len(data) > limit:
-                self._warn("uncacheable", f"{self.name}: not caching {tier_keys[i]!r}: too large")
+                self.state.warn("uncacheable", f"{self.state.name}: not caching {tier_keys[i]!r}: too large")
                 continue
-            entries.append((tier_keys[i], data if tier.serialized else value, ttl, len(data)))
+            entries.append((tier_keys[i], data if view.serialized else value, ttl, len(data)))
         return entries

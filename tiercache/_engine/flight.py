@@ -1,15 +1,9 @@
-"""Single-flight loads and fences: one store load per key, and no stale fill after a write.
-
-``Flights`` collapses concurrent misses for a key in one process into one
-load: the first caller leads, the others wait for its result (threads block
-on a future; coroutines await it). ``Fence`` is the memcache lease idea for
-local fills: a read notes a key's generation before it loads, and fills the
-tiers only if no write, delete or invalidation touched the key meanwhile.
-"""
+"""Single-flight loads and fences: one store load per key, and no stale fill after a write."""
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -22,7 +16,11 @@ only ever skips a fill, never allows a stale one)."""
 
 
 class Flights:
-    """In-process single-flight: at most one load per key at a time."""
+    """In-process single-flight: at most one load per key at a time.
+
+    The first caller to miss a key leads and loads it; the others wait for
+    its result (threads block on a future; coroutines await it).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -59,7 +57,12 @@ class Flights:
 
 
 class Fence:
-    """Generation counters that a write bumps, so a racing read knows not to fill."""
+    """Generation counters that a write bumps, so a racing read knows not to fill.
+
+    The memcache lease idea for local fills: a read notes a key's
+    generation before it loads, and fills the tiers only if no write,
+    delete or invalidation touched the key meanwhile.
+    """
 
     def __init__(self, slots: int = FENCE_SLOTS) -> None:
         self._slots = slots
@@ -95,6 +98,28 @@ class Fence:
             for key in keys:
                 gens[hash(key) % slots] += 1
             return self._epoch, {k: gens[hash(k) % slots] for k in keys}
+
+    def moved_alone(
+        self,
+        first: tuple[int, dict[str, int]],
+        second: tuple[int, dict[str, int]],
+        keys: Sequence[str],
+    ) -> set[str]:
+        """The ``keys`` no other change touched between a change's two ``bump`` calls.
+
+        ``first`` and ``second`` are what the two bumps of ``keys`` (distinct)
+        returned. A slot holding several of the keys moved once per key at
+        each bump, so a key is untouched when its slot moved by exactly that
+        many: counting one per key would take a slot shared within the batch
+        for a race, and skip (in a store-less namespace: lose) the fill.
+        """
+        epoch, before = first
+        later_epoch, after = second
+        if epoch != later_epoch:
+            return set()
+        slots = self._slots
+        per_slot = Counter(hash(k) % slots for k in keys)
+        return {k for k in keys if after[k] == before[k] + per_slot[hash(k) % slots]}
 
     def bump_one(self, key: str) -> tuple[int, int]:
         """The single-key form of ``bump``: ``key``'s ``(epoch, generation)`` after it."""
