@@ -25,6 +25,7 @@ from .policies import WritePolicy
 from .repository import RepositoryStore, wrap_repository
 from .scheduler import Scheduler, ThreadScheduler
 from .serialization import Serializer
+from .stats_schema import CacheStats
 from .stores.base import Store
 from .tiers.base import Tier
 
@@ -311,8 +312,11 @@ class CacheBase(Generic[N]):
         """The namespaces created so far, by name."""
         return dict(self._namespaces)
 
-    def stats(self) -> dict[str, Any]:
-        """Counters per namespace and layer, and each tier's own size and evictions."""
+    def stats(self) -> CacheStats:
+        """Counters per namespace and layer, and each tier's own size and evictions.
+
+        The structure is :class:`tiercache.stats_schema.CacheStats` (see the README).
+        """
         tiers: dict[str, Any] = {}
         for t, tier in enumerate(self.tiers):
             info: dict[str, Any] = {"kind": type(tier).__name__}
@@ -322,10 +326,11 @@ class CacheBase(Generic[N]):
             if hasattr(tier, "__len__"):
                 info["entries"] = len(tier)  # type: ignore[arg-type]
             tiers[f"L{t + 1}:{tier.name}"] = info
-        return {
-            "namespaces": {name: ns.stats() for name, ns in self._namespaces.items()},
-            "tiers": tiers,
+        # A copy: a scrape may call stats() while another thread adds a namespace.
+        namespaces: dict[str, Any] = {
+            name: ns.stats() for name, ns in list(self._namespaces.items())
         }
+        return {"namespaces": namespaces, "tiers": tiers}
 
     def _close_now(self) -> None:
         """``close`` on the calling thread, for either kind of cache (and at interpreter exit)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 __all__ = ["Latency", "LayerStats"]
@@ -94,23 +93,3 @@ class LayerStats:
             "undecodable": self.undecodable,
             "latency": self.latency.snapshot(),
         }
-
-
-class RateLimitedLog:
-    """Logs a message at most once per ``interval`` seconds per key; counts the rest."""
-
-    def __init__(self, interval: float = 10.0) -> None:
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def should_log(self, key: str, now: float) -> int | None:
-        """None to stay quiet; else how many messages were suppressed since the last."""
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self.interval:
-                self._suppressed[key] = self._suppressed.get(key, 0) + 1
-                return None
-            self._last[key] = now
-            return self._suppressed.pop(key, 0)

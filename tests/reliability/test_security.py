@@ -34,6 +34,7 @@ import pytest
 import redis
 
 import tiercache as tc
+from tiercache.serialization import signing_context
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
@@ -533,7 +534,7 @@ def test_planted_pickle_never_executes(plain_port: int, tmp_path: Path) -> None:
         "zero-signature": _envelope(b"\x03" + b"\x00" * 32 + payload),
         "no-signature": _envelope(b"\x03" + payload),
         # Well formed and signed for this very namespace and key, but not with our key.
-        "other-key": _envelope(forged.dumps_for(_Planted(marker), b"sec:s:other-key")),
+        "other-key": _envelope(forged.dumps_for(_Planted(marker), signing_context("pk1", "sec", "s:other-key"))),
         "bare-pickle": payload,
         "bare-format-byte": b"\x03" + b"\x00" * 32 + payload,
     }
@@ -546,7 +547,9 @@ def test_planted_pickle_never_executes(plain_port: int, tmp_path: Path) -> None:
             admin.set(ns.tier_key(name), raw)
         # Control: the same construction with our key is accepted, so what the
         # "other-key" plant lacks is only the right key.
-        genuine = tc.PickleSerializer(hmac_key=HMAC_KEY).dumps_for({"ok": 1}, b"sec:s:genuine")
+        genuine = tc.PickleSerializer(hmac_key=HMAC_KEY).dumps_for(
+            {"ok": 1}, signing_context("pk1", "sec", "s:genuine")
+        )
         admin.set(ns.tier_key("genuine"), _envelope(genuine))
         assert ns.get("genuine") == {"ok": 1}
         for n, name in enumerate(plants, 1):

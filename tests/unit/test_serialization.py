@@ -599,11 +599,6 @@ def test_pickle_serializer_has_the_signing_capability() -> None:
     assert not isinstance(JSONSerializer(), Signing)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 13: the engine still signs for namespace:key; "
-    "it must pass signing_context(prefix, namespace, key)",
-)
 def test_tenants_sharing_an_hmac_key_refuse_each_others_values(
     redis_url: str, redis_client: Any, prefix: str
 ) -> None:

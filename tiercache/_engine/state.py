@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from .._log import RateLimitedWarning
 from .._types import Clock, Key, seconds
 from ..errors import ConfigurationError, TierError
 from ..invalidation import Invalidation, Purge
 from ..keys import inline_prefixes, tier_key_encoder
 from ..policies import PolicyRun, WritePolicy, WriteThrough
 from ..scheduler import Scheduler
-from ..serialization import MsgpackSerializer, Serializer
-from ..stats import LayerStats, RateLimitedLog
+from ..serialization import MsgpackSerializer, Serializer, Signing, signing_context
+from ..stats import LayerStats
 from ..stores.base import Store
 from ..tiers.base import Tier, Versioning
 from .flight import Fence, Flights
@@ -117,15 +117,6 @@ def min_ttl(*ttls: float | None) -> float | None:
     return min(present) if present else None
 
 
-@runtime_checkable
-class BoundSerializer(Protocol):
-    """A serializer that binds each value to its namespace and key (signed pickle)."""
-
-    def dumps_for(self, value: Any, context: bytes) -> bytes: ...
-
-    def loads_for(self, data: bytes, context: bytes) -> Any: ...
-
-
 class State:
     """What the parts of one namespace share; every other part holds a reference to it.
 
@@ -161,6 +152,7 @@ class State:
         self.clock = clock
         self.scheduler = scheduler
         self.bus = bus
+        self.prefix = prefix
         self.base_prefix = f"{prefix}:{name}:"
         self.set_prefix(self.base_prefix)
         # Bookkeeping keys live under "#", which no namespace name can hold,
@@ -170,7 +162,7 @@ class State:
         self.version = 0
         self.tier_stats = [LayerStats() for _ in self.tiers]
         self.store_stats = LayerStats()
-        self.quiet = RateLimitedLog(log_interval)
+        self.quiet = RateLimitedWarning(log, interval=log_interval)
         self.flights = Flights()
         self.fence = Fence()
         self.max_staleness = max_staleness
@@ -216,7 +208,7 @@ class State:
         self.policy = config.write  # frozen: its per-namespace state is in ``run``
         self.serializer = config.serializer
         # Serializers that sign (pickle) bind each value to its namespace and key.
-        self.bound = isinstance(config.serializer, BoundSerializer)
+        self.bound = isinstance(config.serializer, Signing)
         loads_many = getattr(config.serializer, "loads_many", None)  # optional, read once
         self.loads_many = None if self.bound else loads_many
         if versioned:
@@ -267,11 +259,16 @@ class State:
     # -- values -------------------------------------------------------------
 
     def context(self, tier_key: str) -> bytes:
-        """``namespace:canonical key`` of a tier key, whatever version it is under."""
+        """What a signed value under ``tier_key`` is bound to: prefix, namespace, canonical key.
+
+        The key is taken whatever version it is under, so a version bump does
+        not orphan signatures; the prefix keeps tenants that share an HMAC key
+        from accepting each other's values.
+        """
         rest = tier_key[len(self.base_prefix):]
         if self.config.invalidation.versioned and rest.startswith("v"):
             rest = rest.split(":", 1)[1]
-        return f"{self.name}:{rest}".encode("utf-8", "surrogatepass")
+        return signing_context(self.prefix, self.name, rest)
 
     def encode(self, value: Any, tier_key: str) -> bytes:
         """Serialize ``value`` as stored under ``tier_key``."""
@@ -288,7 +285,7 @@ class State:
     def decode_field(self, data: bytes, field: str) -> Any:
         """Deserialize a write-back journal payload of the canonical key ``field``."""
         if self.bound:
-            context = f"{self.name}:{field}".encode("utf-8", "surrogatepass")
+            context = signing_context(self.prefix, self.name, field)
             return self.serializer.loads_for(data, context)  # type: ignore[attr-defined]
         return self.serializer.loads(data)
 
@@ -312,7 +309,4 @@ class State:
 
     def warn(self, topic: str, message: str) -> None:
         """A rate-limited warning: an outage must not write one line per call."""
-        suppressed = self.quiet.should_log(topic, time.monotonic())
-        if suppressed is not None:
-            extra = f" ({suppressed} similar suppressed)" if suppressed else ""
-            log.warning("%s%s", message, extra)
+        self.quiet.warn(topic, message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ def _percentile(samples: list[int], q: float) -> float | None:
 
 
 def build_report(
-    opts: Options, stats: dict[str, Any], run: Run, l2_label: str,
+    opts: Options, stats: Mapping[str, Any], run: Run, l2_label: str,
     store_info: dict[str, Any], prefix: str,
 ) -> dict[str, Any]:
     tiers = list(stats["tiers"].values())

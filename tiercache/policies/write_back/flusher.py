@@ -8,10 +8,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..._engine.ops import Plan, perform
+from ..._log import RateLimitedWarning
 from ..._types import MISSING, Key
 from ...errors import StoreError, TiercacheError, TierError
 from ...keys import decode_key
-from ...stats import RateLimitedLog
 from ..base import Target
 
 if TYPE_CHECKING:
@@ -20,14 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["dead_letters", "flush", "replay_dead_letters", "warn"]
 
 log = logging.getLogger("tiercache")
-_quiet = RateLimitedLog(10.0)
-
-
-def warn(topic: str, message: str, *args: Any) -> None:
-    """A rate-limited warning: an outage must not write one line per call."""
-    suppressed = _quiet.should_log(topic, time.monotonic())
-    if suppressed is not None:
-        log.warning(message + (f" ({suppressed} similar suppressed)" if suppressed else ""), *args)
+warn = RateLimitedWarning(log).warn
+"""A rate-limited warning: an outage must not write one line per call."""
 
 _TOMBSTONE = b""  # a pending delete (as journal.TOMBSTONE)
 
