@@ -181,7 +181,6 @@ def test_every_namespace_operation_after_close_raises_and_writes_nothing(
     assert data == {}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 17: Namespace has public non-API methods")
 def test_namespace_exposes_only_its_api() -> None:
     """ns.save({...}) is not silently accepted: the namespace has no public save()."""
     with tc.Cache(tiers=[tc.MemoryTier()]) as cache:
