@@ -32,11 +32,10 @@ listener.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
@@ -46,8 +45,9 @@ from ..cache import Cache
 from ..invalidation import TTL, Invalidation, Purge, Versioned
 from ..namespace import Namespace
 from ..policies import WriteBack, WritePolicy, WriteThrough
-from ..stores.mapping import MappingStore
 from ..tiers.base import Tier
+from . import _contract_invariants as invariants
+from ._contract_invariants import RecordingStore
 from .scheduler import ManualScheduler
 
 __all__ = ["NAMESPACE", "PolicyContract", "RecordingStore"]
@@ -60,26 +60,6 @@ SMALL_L1 = 2
 
 NEVER = 3600.0
 """A flush interval long enough that only explicit flushes run during a test."""
-
-
-class RecordingStore(MappingStore):
-    """A MappingStore that remembers every key it was asked about, for the invariant check."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: set[Key] = set()
-
-    def load_many(self, keys: Sequence[Key]) -> dict[Key, Any]:
-        self.seen.update(keys)
-        return super().load_many(keys)
-
-    def save_many(self, items: Mapping[Key, Any]) -> None:
-        self.seen.update(items)
-        super().save_many(items)
-
-    def delete_many(self, keys: Sequence[Key]) -> None:
-        self.seen.update(keys)
-        super().delete_many(keys)
 
 
 class PolicyContract:
@@ -183,19 +163,11 @@ class PolicyContract:
 
     def is_write_back(self, ns: Namespace) -> bool:
         """Whether the namespace's policy defers store writes (it reports write-back stats)."""
-        return "write_back" in ns.stats()
+        return invariants.is_write_back(ns)
 
     def journal_length(self, ns: Namespace) -> int:
         """Entries pending in the namespace's write-back journal (Redis hash or local dict)."""
-        if not self.is_write_back(ns):
-            return 0
-        pending = ns.stats()["write_back"]["pending_local"]
-        for tier in ns.tiers:
-            client = getattr(tier, "client", None)
-            if client is not None and hasattr(tier, "journal_put"):
-                pending += int(client.hlen(ns.journal_key))
-                break
-        return int(pending)
+        return invariants.journal_length(ns, write_back=self.is_write_back(ns))
 
     def check_invariants(self, ns: Namespace, store: RecordingStore) -> None:
         """After each test: bounds, counters and an empty write-back buffer after flush().
@@ -208,34 +180,7 @@ class PolicyContract:
         - every key the store was asked about reads through the cache as
           the store holds it.
         """
-        ns.flush()
-        assert self.journal_length(ns) == 0, "write-back journal not empty after flush()"
-        assert ns.dead_letters() == {}, f"dead letters: {ns.dead_letters()}"
-        stats = ns.stats()
-        write_back = stats.get("write_back")
-        if write_back is not None:
-            assert write_back["pending_local"] == 0
-            assert write_back["store_errors"] == 0
-            assert write_back["dead_lettered"] == 0
-        tiers = list(ns.tiers)
-        if tiers and hasattr(tiers[0], "maxsize") and hasattr(tiers[0], "__len__"):
-            assert len(tiers[0]) <= tiers[0].maxsize  # type: ignore[arg-type]
-        layers = list(stats["tiers"].values())
-        if stats["store"] is not None:
-            layers.append(stats["store"])
-        for layer in layers:
-            assert layer["requests"] == layer["hits"] + layer["misses"]
-            for name in ("hits", "misses", "sets", "deletes", "errors", "undecodable"):
-                assert layer[name] >= 0, (name, layer)
-            assert layer["errors"] == 0, f"a layer failed during the test: {layer}"
-        for upper, lower in itertools.pairwise(layers):
-            assert lower["requests"] <= upper["misses"], (
-                f"a layer was asked about more keys than the one above it missed: {stats}"
-            )
-        for key in sorted(store.seen, key=repr):
-            expected = store.mapping.get(key, MISSING)
-            got = ns.get(key, MISSING)
-            assert got == expected, f"{key!r}: cache reads {got!r}, store holds {expected!r}"
+        invariants.check_invariants(ns, store, pending=self.journal_length)
 
     # -- read your writes ----------------------------------------------------------
 
@@ -358,7 +303,7 @@ class PolicyContract:
     def test_invalidate_rereads_a_changed_store(
         self, ns: Namespace, store: RecordingStore
     ) -> None:
-        """A cached key changed behind the cache's back reads the store's value after invalidate()."""
+        """A cached key changed in the store reads the store's value after invalidate()."""
         ns.set("c", "old")
         ns.flush()
         assert ns.get("c") == "old"
@@ -380,14 +325,16 @@ class PolicyContract:
         store.mapping[("tuple", 1)] = "changed"
         ns.invalidate_all()
         for i in range(30):
-            assert ns.get(f"k{i}") == i + 100, f"k{i} served from a copy cached before invalidate_all"
+            assert ns.get(f"k{i}") == i + 100, (
+                f"k{i} served from a copy cached before invalidate_all"
+            )
         assert ns.get(("tuple", 1)) == "changed"
         assert ns.get_many([f"k{i}" for i in range(30)]) == {f"k{i}": i + 100 for i in range(30)}
 
     def test_invalidate_all_loses_no_pending_write(
         self, ns: Namespace, store: RecordingStore
     ) -> None:
-        """invalidate_all() with writes not yet flushed: reads and (after flush) the store keep them."""
+        """invalidate_all() with writes not flushed: reads and (after flush) the store keep them."""
         ns.set_many({f"w{i}": i for i in range(10)})
         ns.invalidate_all()
         assert ns.get_many([f"w{i}" for i in range(10)]) == {f"w{i}": i for i in range(10)}
@@ -476,7 +423,7 @@ class PolicyContract:
     # -- configure ----------------------------------------------------------------
 
     def test_configure_swap_from_write_back_loses_nothing(self, store: RecordingStore) -> None:
-        """WriteBack with pending writes swapped for this cell's policy: nothing lost, no stale read."""
+        """WriteBack with writes pending swapped for this cell's policy: none lost, none stale."""
         ns = self.make_cache(write=WriteBack(flush_interval=NEVER))
         store.mapping["k"] = "old"
         assert ns.get("k") == "old"  # cached everywhere
