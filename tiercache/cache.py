@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+from ._closing import close_engines, close_parts, register_exit_close, unregister_exit_close
 from ._engine.bus_wiring import BusWiring
 from ._engine.engine import Engine
-from ._engine.ops import run
 from ._types import Clock, Key, monotonic, seconds
 from .decorators import CachedDecorator, cached_decorator
 from .errors import ConfigurationError
@@ -122,11 +120,7 @@ class CacheBase(Generic[N]):
         )
         self._lock = threading.RLock()
         self._closed = False
-        # Interpreter exit drains write-back buffers; a weak reference, so
-        # registering never keeps a cache alive.
-        ref = weakref.ref(self)
-        self._atexit = lambda: _close_at_exit(ref)
-        atexit.register(self._atexit)
+        self._atexit = register_exit_close(self._close_now)
 
     def _engine_of(self, name: str) -> Engine | None:
         ns = self._namespaces.get(name)
@@ -200,7 +194,8 @@ class CacheBase(Generic[N]):
                 raise ConfigurationError("this cache is closed")
             existing = self._namespaces.get(name)
             if existing is not None:
-                if given and (existing.config != config or (store is not None and store is not existing.store)):
+                other_store = store is not None and store is not existing.store
+                if given and (existing.config != config or other_store):
                     raise ConfigurationError(
                         f"namespace {name!r} exists with other options; use configure()"
                     )
@@ -337,15 +332,7 @@ class CacheBase(Generic[N]):
         namespaces = self._begin_close()
         if namespaces is None:
             return
-        errors: list[BaseException] = []
-        for ns in namespaces:
-            try:
-                # The sync driver, whatever the namespace's kind: this also
-                # closes an AsyncCache at interpreter exit, when no loop runs.
-                run(ns.engine.close_plan())
-            except Exception as exc:  # close the rest, then report the first failure
-                errors.append(exc)
-        self._finish_close(errors)
+        self._finish_close(close_engines(ns.engine for ns in namespaces))
 
     def _begin_close(self) -> list[N] | None:
         """Mark the cache closed; the namespaces to close, or None if it already was."""
@@ -353,24 +340,13 @@ class CacheBase(Generic[N]):
             if self._closed:
                 return None
             self._closed = True
-        atexit.unregister(self._atexit)
+        unregister_exit_close(self._atexit)
         return list(self._namespaces.values())
 
     def _finish_close(self, errors: list[BaseException]) -> None:
         """Stop the bus, close tiers and stores once each, raise the first error."""
-        self._wiring.stop()
-        closed: set[int] = set()
         stores = [self.store, *(ns.store for ns in self._namespaces.values())]
-        for closable in [*self.tiers, *stores]:
-            if closable is None or id(closable) in closed:
-                continue
-            closed.add(id(closable))
-            try:
-                closable.close()
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        close_parts(self._wiring.stop, [*self.tiers, *stores], errors)
 
 
 class Cache(CacheBase[Namespace]):
@@ -402,13 +378,3 @@ class Cache(CacheBase[Namespace]):
     ) -> None:
         self.close()
 
-
-def _close_at_exit(ref: weakref.ref[CacheBase[Any]]) -> None:
-    cache = ref()
-    if cache is not None:
-        try:
-            # The sync close, for AsyncCache too: no event loop runs at exit,
-            # and the plans run as well on the tiers' sync clients.
-            cache._close_now()
-        except Exception:  # at exit there is nobody left to raise to
-            log.exception("tiercache: closing a cache at interpreter exit failed")

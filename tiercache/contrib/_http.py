@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import tiercache as tc
+
+from ._http_fields import Headers, Key, etag_matches, vary_fields
+from ._http_fields import directives as directives
+from ._http_fields import fold as fold
+from ._http_fields import header as header
+from ._http_fields import strong_etag as strong_etag
+from ._http_flights import Flights
 
 __all__ = [
     "CACHEABLE_STATUSES",
@@ -31,14 +36,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("tiercache.contrib.http")
-
-E = TypeVar("E")
-
-Key = tuple[str, ...]
-"""A cache key of the middlewares: a tuple, so method, host and target never run together."""
-
-Headers = list[tuple[str, str]]
-"""Header fields in order, names as sent; the same name may repeat."""
 
 TagsFunction = Callable[[str, Headers], Iterable[str]]
 """``tags(path, response_headers)``: the tags of a response, for ``Surrogate-Key``."""
@@ -67,7 +64,6 @@ _NOT_MODIFIED_FIELDS = frozenset(
     {"cache-control", "content-location", "date", "etag", "expires", "vary"}
 )
 _CONDITIONAL = frozenset({"if-none-match", "if-modified-since"})
-_DIRECTIVE = re.compile(r'\s*([^\s=,]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^\s,]*))?\s*(?:,|$)')
 
 
 @dataclass(frozen=True)
@@ -98,27 +94,6 @@ class Served:
     headers: Headers
     body: bytes
 
-
-def directives(value: str) -> dict[str, str]:
-    """``Cache-Control`` directives, lowercased, to their (unquoted) arguments ('' for none)."""
-    out: dict[str, str] = {}
-    for name, arg in _DIRECTIVE.findall(value):
-        out.setdefault(name.lower(), arg[1:-1] if arg.startswith('"') else arg)
-    return out
-
-
-def header(headers: Iterable[tuple[str, str]], name: str) -> str:
-    """Every field ``name`` (lowercase) of ``headers``, joined by ", "; '' when absent."""
-    return ", ".join(v for k, v in headers if k.lower() == name)
-
-
-def fold(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Request header fields by lowercased name, repeated fields joined by ", "."""
-    out: dict[str, str] = {}
-    for name, value in pairs:
-        name = name.lower()
-        out[name] = f"{out[name]}, {value}" if name in out else value
-    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,7 +194,7 @@ class Rules:
             return "response"
         if header(headers, "set-cookie"):
             return "response"  # one user's session must never be served to the next
-        if "*" in _vary(headers):
+        if "*" in vary_fields(headers):
             return "response"
         if "text/event-stream" in header(headers, "content-type"):
             return "response"  # an endless stream: there is no whole body to store
@@ -248,7 +223,7 @@ class Rules:
         if verdict == "response" or (
             not isinstance(verdict, str) and len(body) > self.max_body_bytes
         ):
-            vary = _vary(headers)
+            vary = vary_fields(headers)
             return {
                 "kind": "pass",
                 "stored": self.clock(),
@@ -283,7 +258,7 @@ class Rules:
             "stored": self.clock(),
             "ttl": ttl,
             "tags": tags,
-            "vary": _vary(headers),
+            "vary": vary_fields(headers),
         }
 
     @staticmethod
@@ -338,7 +313,7 @@ class Rules:
     def answer(self, request: Request, status: int, headers: Headers, body: bytes) -> Served:
         """``status, headers, body``, or 304 when ``If-None-Match`` names its ETag."""
         etag = header(headers, "etag")
-        if status == 200 and etag and _matches(request.headers.get("if-none-match", ""), etag):
+        if status == 200 and etag and etag_matches(request.headers.get("if-none-match", ""), etag):
             return Served(
                 304,
                 [
@@ -374,50 +349,3 @@ class Rules:
                     continue
                 tags.append(tag)
         return tags
-
-
-class Flights(Generic[E]):
-    """In-process origin shield: the first miss of a key calls the app, the others wait for it.
-
-    A waiter then reads the cache again: a cacheable answer is there, and an
-    uncacheable one sends each waiter to the app itself (a response that
-    must not be stored must not be shared either). ``event`` makes what the
-    waiters wait on: a ``threading.Event`` (WSGI) or an ``asyncio.Event`` (ASGI).
-    """
-
-    def __init__(self, event: Callable[[], E]) -> None:
-        self._event = event
-        self._lock = threading.Lock()
-        self._running: dict[Key, E] = {}
-
-    def lead(self, key: Key) -> E | None:
-        """None if this caller leads (and must call ``land``), else the event to wait on."""
-        with self._lock:
-            running = self._running.get(key)
-            if running is None:
-                self._running[key] = self._event()
-            return running
-
-    def land(self, key: Key) -> E | None:
-        """The leader is done: the event to set, so the waiters read the cache again."""
-        with self._lock:
-            return self._running.pop(key, None)
-
-
-def strong_etag(body: bytes) -> str:
-    """A strong ETag: a hash of the body, so equal bodies in every process get equal tags."""
-    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-
-
-def _matches(if_none_match: str, etag: str) -> bool:
-    """``If-None-Match`` uses the weak comparison (RFC 9110 section 13.1.2)."""
-    if not if_none_match:
-        return False
-    if if_none_match.strip() == "*":
-        return True
-    want = etag.removeprefix("W/")
-    return any(tag.strip().removeprefix("W/") == want for tag in if_none_match.split(","))
-
-
-def _vary(headers: Headers) -> list[str]:
-    return sorted({v.strip().lower() for v in header(headers, "vary").split(",") if v.strip()})

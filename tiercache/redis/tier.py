@@ -12,11 +12,12 @@ from .._types import seconds
 from ..errors import ConfigurationError, TierError
 from ..keys import MAX_KEY_LENGTH, hash_long_key
 from ..tiers.base import Hit, TierEntry, Undecodable
-from . import envelope, plans, scripts
+from . import plans
 from .connection import DEFAULT_TIMEOUT, REDIS_ERRORS, Breaker, Connection
 from .envelope import PLAIN, open_many, open_one
 from .names import redis_key
 from .plans import SCAN_BATCH, Announcement
+from .tier_plans import TierPlans, client_reads, seal_entries
 from .versions import KeyVersions
 
 __all__ = ["DEFAULT_TIMEOUT", "SCAN_BATCH", "Announcement", "RedisTier"]
@@ -82,10 +83,11 @@ class RedisTier:
         self.is_embedded = self.connection.is_embedded
         # Single reads skip redis-py's per-command machinery (see direct.py).
         self._direct = self.connection.direct_reads()
-        self._breaker = Breaker(
-            failure_threshold, seconds(cooldown, "cooldown") or 0.5, self._ping, self
-        )
+        self._send_read = client_reads(self.connection) if self._direct is None else self._direct
+        cooldown = seconds(cooldown, "cooldown") or 0.5
+        self._breaker = Breaker(failure_threshold, cooldown, self._ping, self)
         self._closed = False
+        self._ops = TierPlans(self)
 
     @classmethod
     def embedded(cls, *, ttl: float | timedelta | None = None, name: str = "redis") -> RedisTier:
@@ -183,14 +185,8 @@ class RedisTier:
         breaker = self._breaker
         if breaker.open_until:
             breaker.gate("GET")
-        direct = self._direct
         try:
-            if direct is not None:
-                result = direct(*command)
-            elif command[0] == "GET":
-                result = self.connection.client.get(command[1])
-            else:  # may want ``keys=``, as redis-py passes them
-                result = self.connection.client.mget(command[1:])
+            result = self._send_read(*command)
         except REDIS_ERRORS as exc:
             raise breaker.failure(exc, "GET") from exc
         breaker.failures = 0
@@ -198,17 +194,7 @@ class RedisTier:
 
     def seal(self, entries: Sequence[TierEntry], kind: bytes = PLAIN) -> plans.Sealed:
         """Entries as ``(redis key, envelope, px)``, TTLs capped by ``ttl``; px 0: no expiry."""
-        ceiling = self.ttl
-        now_ms = int(self.wall_clock() * 1000)
-        wrap = envelope.seal
-        out = []
-        for key, data, ttl, _size in entries:
-            if ceiling is not None and (ttl is None or ttl > ceiling):
-                ttl = ceiling
-            px = 0 if ttl is None else max(1, int(ttl * 1000))
-            rkey = key if len(key) <= MAX_KEY_LENGTH else hash_long_key(key)  # redis_key, inlined
-            out.append((rkey, wrap(kind, data, now_ms + px if px else 0), px))
-        return out
+        return seal_entries(entries, kind, self.ttl, int(self.wall_clock() * 1000))
 
     # -- the Tier protocol -------------------------------------------------------
 
@@ -247,13 +233,11 @@ class RedisTier:
 
     def delete_many(self, keys: Sequence[str]) -> None:
         if keys:
-            rkeys = [redis_key(k) for k in keys]
-            self.execute(plans.delete_copies(self.connection, rkeys), "UNLINK")
+            self.execute(self._ops.delete_copies(keys), "UNLINK")
 
     async def adelete_many(self, keys: Sequence[str]) -> None:
         if keys:
-            rkeys = [redis_key(k) for k in keys]
-            await self.aexecute(plans.delete_copies(self.connection, rkeys), "UNLINK")
+            await self.aexecute(self._ops.delete_copies(keys), "UNLINK")
 
     def delete_prefix(self, prefix: str) -> None:
         """SCAN in batches and UNLINK what matches: never KEYS, never a long block."""
@@ -264,15 +248,9 @@ class RedisTier:
 
     # -- write-back journal (a capability WriteBack looks for) --------------------
 
-    def journal_put(
-        self,
-        journal: str,
-        seq_key: str,
-        records: Sequence[tuple[str, bytes]],
-        entries: Sequence[TierEntry],
-        limit: int,
-        announce: Announcement | None = None,
-    ) -> bool:
+    def journal_put(self, journal: str, seq_key: str, records: Sequence[tuple[str, bytes]],
+                    entries: Sequence[TierEntry], limit: int,
+                    announce: Announcement | None = None) -> bool:
         """Record pending writes and set their cached copies in one atomic step.
 
         ``records`` are ``(field, payload)`` pairs for the journal hash;
@@ -285,99 +263,73 @@ class RedisTier:
         plan = self.journal_put_plan(journal, seq_key, records, entries, limit, announce)
         return self.execute(plan, "journal write")
 
-    async def ajournal_put(
-        self,
-        journal: str,
-        seq_key: str,
-        records: Sequence[tuple[str, bytes]],
-        entries: Sequence[TierEntry],
-        limit: int,
-        announce: Announcement | None = None,
-    ) -> bool:
+    async def ajournal_put(self, journal: str, seq_key: str, records: Sequence[tuple[str, bytes]],
+                           entries: Sequence[TierEntry], limit: int,
+                           announce: Announcement | None = None) -> bool:
         plan = self.journal_put_plan(journal, seq_key, records, entries, limit, announce)
         return await self.aexecute(plan, "journal write")
 
     def journal_put_plan(
-        self,
-        journal: str,
-        seq_key: str,
-        records: Sequence[tuple[str, bytes]],
-        entries: Sequence[TierEntry],
-        limit: int,
-        announce: Announcement | None = None,
+        self, journal: str, seq_key: str, records: Sequence[tuple[str, bytes]],
+        entries: Sequence[TierEntry], limit: int, announce: Announcement | None = None,
         kind: bytes = PLAIN,
     ) -> Plan[bool]:
         """``journal_put``'s plan; ``kind`` VERSIONED stamps each copy with a new key version."""
-        deletes = [not entry[1] for entry in entries]
-        return plans.journal_put(self.connection, journal, seq_key, records,
-                                 self.seal(entries, kind), deletes, limit, announce,
-                                 versioned=kind != PLAIN)
+        return self._ops.journal_put(journal, seq_key, records, entries, limit, announce, kind)
 
     def journal_get(self, journal: str, fields: Sequence[str]) -> list[bytes | None]:
         """The journal's pending entries for ``fields`` (None where none is pending)."""
-        return self.execute(plans.journal_get(self.connection, journal, fields), "journal read")
+        return self.execute(self._ops.journal_get(journal, fields), "journal read")
 
     async def ajournal_get(self, journal: str, fields: Sequence[str]) -> list[bytes | None]:
-        plan = plans.journal_get(self.connection, journal, fields)
-        return await self.aexecute(plan, "journal read")
+        return await self.aexecute(self._ops.journal_get(journal, fields), "journal read")
 
     def journal_read(self, journal: str, count: int) -> dict[str, bytes]:
         """Up to about ``count`` pending entries, ``{field: entry}`` (HSCAN, non-blocking)."""
-        return self.execute(plans.journal_read(self.connection, journal, count), "journal scan")
+        return self.execute(self._ops.journal_read(journal, count), "journal scan")
 
     async def ajournal_read(self, journal: str, count: int) -> dict[str, bytes]:
-        plan = plans.journal_read(self.connection, journal, count)
-        return await self.aexecute(plan, "journal scan")
+        return await self.aexecute(self._ops.journal_read(journal, count), "journal scan")
 
-    def journal_ack(
-        self, journal: str, entries: Mapping[str, bytes], move_to: str | None = None
-    ) -> int:
+    def journal_ack(self, journal: str, entries: Mapping[str, bytes],
+                    move_to: str | None = None) -> int:
         """Remove entries still equal to what was read; optionally keep them in ``move_to``."""
-        plan = plans.journal_ack(self.connection, journal, entries, move_to)
-        return self.execute(plan, "journal ack")
+        return self.execute(self._ops.journal_ack(journal, entries, move_to), "journal ack")
 
-    async def ajournal_ack(
-        self, journal: str, entries: Mapping[str, bytes], move_to: str | None = None
-    ) -> int:
-        plan = plans.journal_ack(self.connection, journal, entries, move_to)
-        return await self.aexecute(plan, "journal ack")
+    async def ajournal_ack(self, journal: str, entries: Mapping[str, bytes],
+                           move_to: str | None = None) -> int:
+        return await self.aexecute(self._ops.journal_ack(journal, entries, move_to), "journal ack")
 
     def journal_restore(self, journal: str, dead: str, fields: Sequence[str]) -> int:
         """Move entries from ``dead`` back into ``journal`` unless a newer one is pending there."""
-        plan = plans.journal_restore(self.connection, journal, dead, fields)
-        return self.execute(plan, "journal restore")
+        return self.execute(self._ops.journal_restore(journal, dead, fields), "journal restore")
 
     async def ajournal_restore(self, journal: str, dead: str, fields: Sequence[str]) -> int:
-        plan = plans.journal_restore(self.connection, journal, dead, fields)
+        plan = self._ops.journal_restore(journal, dead, fields)
         return await self.aexecute(plan, "journal restore")
 
     # -- read leases: fenced fills (a capability the read path looks for) ----------
 
     def lease_many(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
         """Take a fill lease on each key nobody holds one on; True where taken."""
-        plan = plans.lease_many(self.connection, [redis_key(k) for k in keys], token, _px(ttl))
-        return self.execute(plan, "lease")
+        return self.execute(self._ops.lease_many(keys, token, ttl), "lease")
 
     async def alease_many(self, keys: Sequence[str], token: str, ttl: float) -> list[bool]:
-        plan = plans.lease_many(self.connection, [redis_key(k) for k in keys], token, _px(ttl))
-        return await self.aexecute(plan, "lease")
+        return await self.aexecute(self._ops.lease_many(keys, token, ttl), "lease")
 
     def fill_leased(self, entries: Sequence[TierEntry], token: str) -> int:
         """Set each entry only while our lease on it is intact; returns how many were set."""
-        plan = plans.fill_leased(self.connection, self.seal(entries), token)
-        return self.execute(plan, "fenced fill")
+        return self.execute(self._ops.fill_leased(entries, token), "fenced fill")
 
     async def afill_leased(self, entries: Sequence[TierEntry], token: str) -> int:
-        plan = plans.fill_leased(self.connection, self.seal(entries), token)
-        return await self.aexecute(plan, "fenced fill")
+        return await self.aexecute(self._ops.fill_leased(entries, token), "fenced fill")
 
     def release(self, keys: Sequence[str], token: str) -> None:
         """Give back leases still ours (keys the store did not have)."""
-        self.execute(plans.release(self.connection, [redis_key(k) for k in keys], token), "release")
+        self.execute(self._ops.release(keys, token), "release")
 
     async def arelease(self, keys: Sequence[str], token: str) -> None:
-        plan = plans.release(self.connection, [redis_key(k) for k in keys], token)
-        await self.aexecute(plan, "release")
+        await self.aexecute(self._ops.release(keys, token), "release")
 
     # -- versions and locks ----------------------------------------------------------
 
@@ -387,36 +339,31 @@ class RedisTier:
 
     def bump_version(self, key: str) -> int:
         """Advance the version at ``key``; never below the server clock in microseconds."""
-        return self.execute(plans.run_script(self.connection, scripts.BUMP, [key], []),
-                            "version bump")
+        return self.execute(self._ops.bump_version(key), "version bump")
 
     async def abump_version(self, key: str) -> int:
-        return await self.aexecute(plans.run_script(self.connection, scripts.BUMP, [key], []),
-                                   "version bump")
+        return await self.aexecute(self._ops.bump_version(key), "version bump")
 
     def read_version(self, key: str) -> int:
         """The version at ``key``, created (from the server clock) when absent."""
-        plan = plans.run_script(self.connection, scripts.READ_VERSION, [key], [])
-        return self.execute(plan, "version read")
+        return self.execute(self._ops.read_version(key), "version read")
 
     async def aread_version(self, key: str) -> int:
-        plan = plans.run_script(self.connection, scripts.READ_VERSION, [key], [])
-        return await self.aexecute(plan, "version read")
+        return await self.aexecute(self._ops.read_version(key), "version read")
 
     def try_lock(self, key: str, token: str, lease: float) -> bool:
         """Take a lease on ``key`` for ``lease`` seconds unless someone holds it."""
-        return self.execute(plans.try_lock(self.connection, key, token, _px(lease)), "lock")
+        return self.execute(self._ops.try_lock(key, token, lease), "lock")
 
     async def atry_lock(self, key: str, token: str, lease: float) -> bool:
-        return await self.aexecute(plans.try_lock(self.connection, key, token, _px(lease)), "lock")
+        return await self.aexecute(self._ops.try_lock(key, token, lease), "lock")
 
     def unlock(self, key: str, token: str) -> None:
         """Release a lease, only if it is still ours."""
-        self.execute(plans.run_script(self.connection, scripts.UNLOCK, [key], [token]), "unlock")
+        self.execute(self._ops.unlock(key, token), "unlock")
 
     async def aunlock(self, key: str, token: str) -> None:
-        plan = plans.run_script(self.connection, scripts.UNLOCK, [key], [token])
-        await self.aexecute(plan, "unlock")
+        await self.aexecute(self._ops.unlock(key, token), "unlock")
 
     # -- the rest ----------------------------------------------------------------------
 
@@ -449,8 +396,3 @@ class RedisTier:
         """Close the async client (and the sync one); idempotent."""
         await self.connection.aclose()
         self.close()
-
-
-def _px(duration: float) -> int:
-    """Seconds as a PX argument: whole milliseconds, at least one."""
-    return max(1, int(duration * 1000))
