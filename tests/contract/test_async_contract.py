@@ -18,7 +18,7 @@ import pytest
 from test_policy_contract import INVALIDATIONS, STACKS, WRITES  # tests/contract is on sys.path
 
 from tiercache import AsyncCache, Cache, MemoryTier, RedisTier, Tier
-from tiercache.testing.policy_contract import PolicyContract
+from tiercache.testing.swap_contract import SwapContract
 
 
 class _Loop:
@@ -63,7 +63,7 @@ class _SyncFacade:
         return call
 
 
-class _AsyncCell(PolicyContract):
+class _AsyncCell(SwapContract):
     write_name = ""
     invalidation_name = ""
     stack = "L1"

@@ -27,7 +27,7 @@ from tiercache import (
     WritePolicy,
     WriteThrough,
 )
-from tiercache.testing.policy_contract import PolicyContract
+from tiercache.testing.swap_contract import SwapContract
 
 
 def wake_bus_while(action: Callable[[], Any], url: str, stream: str) -> None:
@@ -72,7 +72,7 @@ INVALIDATIONS: dict[str, Callable[[], Invalidation]] = {
 STACKS = ("L1", "L2", "L1L2")
 
 
-class _LocalCell(PolicyContract):
+class _LocalCell(SwapContract):
     """A cell whose tiers are all in the process."""
 
     write_name = ""
