@@ -94,7 +94,7 @@ def _run(ctx: Context, plain: list[tc.Cache], observed: list[tc.Cache], scrape: 
     namespaces = {}
     for cache in [*plain, *observed]:
         ns = cache.namespace("l1")
-        seed(ns, cache.tiers[1], {k: VALUE for k in keys})
+        seed(ns, cache.tiers[1], dict.fromkeys(keys, VALUE))
         assert len(ns.get_many(keys)) == ENTRIES, "every key must be readable before timing"
         namespaces[id(cache)] = ns
     plain_ns = [namespaces[id(cache)] for cache in plain]

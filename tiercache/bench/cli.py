@@ -34,10 +34,10 @@ from .._redact import redact
 from ..cache import Cache
 from ..errors import ConfigurationError, StoreError, TiercacheError, TierUnavailable
 from ..namespace import Namespace
+from ..redis import RedisTier
 from ..stores.base import Store
 from ..stores.sqlite import SQLiteStore
 from ..tiers.memory import MemoryTier
-from ..redis import RedisTier
 from .report import build_report, draw_plot, print_table
 from .workloads import trace, zipf
 

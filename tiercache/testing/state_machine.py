@@ -46,11 +46,11 @@ from .._types import MISSING, Key
 from ..cache import Cache
 from ..invalidation import TTL
 from ..namespace import Namespace
+from ..redis import RedisTier
 from ..stores.base import Store
 from ..stores.mapping import MappingStore
 from ..tiers.base import Tier
 from ..tiers.memory import MemoryTier
-from ..redis import RedisTier
 from .clock import FakeClock
 from .strategies import KEY_SPACE, small_keys, values
 
