@@ -118,7 +118,7 @@ def postgres_url() -> str:
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a probe: any failure means no usable server
         _unavailable("PostgreSQL", "TIERCACHE_REQUIRE_POSTGRES", repr(exc))
     finally:
         engine.dispose()

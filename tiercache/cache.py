@@ -343,7 +343,7 @@ class CacheBase(Generic[N]):
                 # The sync driver, whatever the namespace's kind: this also
                 # closes an AsyncCache at interpreter exit, when no loop runs.
                 run(ns.engine.close_plan())
-            except Exception as exc:  # close the rest, then report the first failure
+            except Exception as exc:  # noqa: BLE001 - close the rest, then report the first failure
                 errors.append(exc)
         self._finish_close(errors)
 
@@ -367,7 +367,7 @@ class CacheBase(Generic[N]):
             closed.add(id(closable))
             try:
                 closable.close()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - close the rest, raise the first after
                 errors.append(exc)
         if errors:
             raise errors[0]

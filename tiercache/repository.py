@@ -56,7 +56,7 @@ class RepositoryStore(BaseStore):
             found = yield _call(many, list(keys))
             return {k: v for k, v in dict(found).items() if v is not None and v is not MISSING}
         one = self._method("get")
-        assert one is not None  # __init__ refuses a wrap with neither
+        assert one is not None  # noqa: S101 - narrows the type: __init__ refuses a wrap with neither
         out: dict[Key, Any] = {}
         for key in keys:
             value = yield _call(one, key)

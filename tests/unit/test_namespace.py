@@ -284,7 +284,7 @@ def test_get_many_is_one_round_trip_per_layer_and_keeps_order(
     tiers: list[CountingTier] = rig.cache.tiers  # type: ignore[assignment]
     before = [dict(t.calls) for t in tiers]
     found = rig.ns.get_many(wanted)
-    for tier, calls in zip(tiers, before):
+    for tier, calls in zip(tiers, before, strict=True):
         assert tier.calls.get("get_many", 0) - calls.get("get_many", 0) == 1
     expected = {k: cached[k] for k in wanted if k in cached}
     if rig.store is not None:

@@ -44,7 +44,7 @@ class WriteContext:
 
     def items(self) -> dict[Key, Any]:
         """``{key: value}`` as a store takes it."""
-        return dict(zip(self.keys, self.values))
+        return dict(zip(self.keys, self.values, strict=True))
 
 
 WriteBatch = WriteContext

@@ -92,7 +92,7 @@ def same_value(a: Any, b: Any) -> bool:
     if isinstance(a, dt.datetime):
         return (a.tzinfo is None) == (b.tzinfo is None) and a == b and a.utcoffset() == b.utcoffset()
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         if a.keys() != b.keys():
             return False
