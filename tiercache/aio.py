@@ -1,4 +1,5 @@
-"""AsyncCache and AsyncNamespace: siblings of Cache and Namespace, running the same plans awaited."""
+"""AsyncCache and AsyncNamespace: siblings of Cache and Namespace, running the same plans
+awaited."""
 
 from __future__ import annotations
 

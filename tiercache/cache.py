@@ -200,7 +200,10 @@ class CacheBase(Generic[N]):
                 raise ConfigurationError("this cache is closed")
             existing = self._namespaces.get(name)
             if existing is not None:
-                if given and (existing.config != config or (store is not None and store is not existing.store)):
+                if given and (
+                    existing.config != config
+                    or (store is not None and store is not existing.store)
+                ):
                     raise ConfigurationError(
                         f"namespace {name!r} exists with other options; use configure()"
                     )

@@ -122,7 +122,9 @@ def _translated() -> Iterator[None]:
 class _CachedRepository:
     """The wrapped object: cached reads, writes through the namespace, the rest as is."""
 
-    def __init__(self, obj: Any, ns: Namespace | AsyncNamespace, names: dict[str, str | None]) -> None:
+    def __init__(
+        self, obj: Any, ns: Namespace | AsyncNamespace, names: dict[str, str | None]
+    ) -> None:
         self.__wrapped__ = obj
         self.namespace = ns
         if names["get"] is not None:

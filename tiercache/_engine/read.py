@@ -180,7 +180,8 @@ class Reader:
                 values = [a[0] for a in hit_answer]
             hits = len(values)
             if t == 0 and NOTHING not in values:
-                found.update(zip(hit_index, values, strict=True))  # the first tier: nothing to backfill
+                # the first tier: nothing to backfill
+                found.update(zip(hit_index, values, strict=True))
             else:
                 hits = 0
                 for i, answer, value in zip(hit_index, hit_answer, values, strict=True):
@@ -272,7 +273,9 @@ class Reader:
                     found[i] = MISSING
                     if fill:
                         for t in range(len(self.state.tiers)):
-                            fills[t].append((i, MISSING, NEGATIVE, self.state.fill_ttl(t, negative_ttl)))
+                            fills[t].append(
+                                (i, MISSING, NEGATIVE, self.state.fill_ttl(t, negative_ttl))
+                            )
                 continue
             self.state.store_stats.hits += 1
             found[i] = value
@@ -373,10 +376,14 @@ class Reader:
                 try:
                     data = self.state.encode(value, tier_keys[i])
                 except SerializationError as exc:
-                    self.state.warn("uncacheable", f"{self.state.name}: not caching {tier_keys[i]!r}: {exc}")
+                    self.state.warn(
+                        "uncacheable", f"{self.state.name}: not caching {tier_keys[i]!r}: {exc}"
+                    )
                     continue
             if limit is not None and len(data) > limit:
-                self.state.warn("uncacheable", f"{self.state.name}: not caching {tier_keys[i]!r}: too large")
+                self.state.warn(
+                    "uncacheable", f"{self.state.name}: not caching {tier_keys[i]!r}: too large"
+                )
                 continue
             entries.append((tier_keys[i], data if view.serialized else value, ttl, len(data)))
         return entries

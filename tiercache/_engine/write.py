@@ -123,7 +123,9 @@ class Writer:
             raced = [k for k in ctx.tier_keys if k not in unraced]
             for t in local:
                 entries = [e for e in self.entries(ctx, t) if e[0] in unraced]
-                if entries and (yield from self.fill_local(t, entries, ctx.now, (after_epoch, after))):
+                if entries and (
+                    yield from self.fill_local(t, entries, ctx.now, (after_epoch, after))
+                ):
                     state.tier_stats[t].sets += len(entries)
                 if raced:
                     yield from failures.delete(t, raced)
@@ -275,7 +277,9 @@ class Writer:
         done = bool(entries) and (yield from self.failures.set(t, entries, now))
         if entries:
             inserted = [e[0] for e in entries]
-            stale = [k for k, ok in zip(inserted, unchanged(fence, inserted), strict=True) if not ok]
+            stale = [
+                k for k, ok in zip(inserted, unchanged(fence, inserted), strict=True) if not ok
+            ]
             if stale:
                 yield from self.failures.delete(t, stale)
         return done

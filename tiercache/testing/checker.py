@@ -264,7 +264,9 @@ class History:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if complete is not None and complete < invoke:
-            raise ValueError(f"an operation cannot complete ({complete}) before it began ({invoke})")
+            raise ValueError(
+                f"an operation cannot complete ({complete}) before it began ({invoke})"
+            )
         return self._append(
             process if process is not None else self.process,
             str(key),
@@ -353,7 +355,9 @@ class Violation:
     def __str__(self) -> str:
         got = "MISSING" if self.read.value is MISSING else repr(self.read.value)
         allowed = ", ".join("MISSING" if v is MISSING else repr(v) for v in self.allowed)
-        stale = "never written" if self.stale_by is None else f"overwritten {self.stale_by:.4f}s before"
+        stale = (
+            "never written" if self.stale_by is None else f"overwritten {self.stale_by:.4f}s before"
+        )
         return (
             f"key {self.key!r}: {self.read.process} read {got} "
             f"[{self.read.invoke:.6f}, {self.read.complete:.6f}] ({stale}); allowed: {{{allowed}}}"

@@ -1,4 +1,5 @@
-"""In-memory stand-ins for running a write policy alone: tiers, a journal tier, a store, a target."""
+"""In-memory stand-ins for running a write policy alone: tiers, a journal tier, a store, a
+target."""
 
 from __future__ import annotations
 

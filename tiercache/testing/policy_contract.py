@@ -358,7 +358,8 @@ class PolicyContract:
     def test_invalidate_rereads_a_changed_store(
         self, ns: Namespace, store: RecordingStore
     ) -> None:
-        """A cached key changed behind the cache's back reads the store's value after invalidate()."""
+        """A cached key changed behind the cache's back reads the store's value after
+        invalidate()."""
         ns.set("c", "old")
         ns.flush()
         assert ns.get("c") == "old"
@@ -380,14 +381,17 @@ class PolicyContract:
         store.mapping[("tuple", 1)] = "changed"
         ns.invalidate_all()
         for i in range(30):
-            assert ns.get(f"k{i}") == i + 100, f"k{i} served from a copy cached before invalidate_all"
+            assert ns.get(f"k{i}") == i + 100, (
+                f"k{i} served from a copy cached before invalidate_all"
+            )
         assert ns.get(("tuple", 1)) == "changed"
         assert ns.get_many([f"k{i}" for i in range(30)]) == {f"k{i}": i + 100 for i in range(30)}
 
     def test_invalidate_all_loses_no_pending_write(
         self, ns: Namespace, store: RecordingStore
     ) -> None:
-        """invalidate_all() with writes not yet flushed: reads and (after flush) the store keep them."""
+        """invalidate_all() with writes not yet flushed: reads and (after flush) the store keep
+        them."""
         ns.set_many({f"w{i}": i for i in range(10)})
         ns.invalidate_all()
         assert ns.get_many([f"w{i}" for i in range(10)]) == {f"w{i}": i for i in range(10)}
@@ -476,7 +480,8 @@ class PolicyContract:
     # -- configure ----------------------------------------------------------------
 
     def test_configure_swap_from_write_back_loses_nothing(self, store: RecordingStore) -> None:
-        """WriteBack with pending writes swapped for this cell's policy: nothing lost, no stale read."""
+        """WriteBack with pending writes swapped for this cell's policy: nothing lost, no stale
+        read."""
         ns = self.make_cache(write=WriteBack(flush_interval=NEVER))
         store.mapping["k"] = "old"
         assert ns.get("k") == "old"  # cached everywhere

@@ -90,7 +90,9 @@ def same_value(a: Any, b: Any) -> bool:
     if isinstance(a, Decimal):
         return bool(a.as_tuple() == b.as_tuple())
     if isinstance(a, dt.datetime):
-        return (a.tzinfo is None) == (b.tzinfo is None) and a == b and a.utcoffset() == b.utcoffset()
+        return (
+            (a.tzinfo is None) == (b.tzinfo is None) and a == b and a.utcoffset() == b.utcoffset()
+        )
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
@@ -379,7 +381,9 @@ class CacheMachine(RuleBasedStateMachine):
             f"store holds {sorted(map(repr, content))}, model {sorted(map(repr, self.stored))}"
         )
         for key, value in self.stored.items():
-            assert same_value(value, content[key]), f"store[{key!r}] = {content[key]!r}, not {value!r}"
+            assert same_value(value, content[key]), (
+                f"store[{key!r}] = {content[key]!r}, not {value!r}"
+            )
 
     @invariant()
     def memory_tiers_within_bounds(self) -> None:
