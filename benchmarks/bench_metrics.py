@@ -1,4 +1,5 @@
-"""L1 hits with the Prometheus and OpenTelemetry exporters attached, against the same caches without.
+"""L1 hits with the Prometheus and OpenTelemetry exporters attached, against the same caches
+without.
 
 Bar (issue 16): ``ns.get`` served by L1 on a cache registered with
 ``contrib.prometheus.register`` and ``contrib.otel.instrument`` costs at most
@@ -116,8 +117,13 @@ def _run(ctx: Context, plain: list[tc.Cache], observed: list[tc.Cache], scrape: 
     after = {name: [_counts(ns) for ns in group]
              for name, group in (("observed", observed_ns), ("plain", plain_ns))}
     expected = (calls + rounds * calls) * UNROLL  # per cache: warm-up + timed rounds
-    served = {name: [a[0] - b[0] for a, b in zip(after[name], before[name], strict=True)] for name in after}
-    below = sum(a[1] - b[1] for name in after for a, b in zip(after[name], before[name], strict=True))
+    served = {
+        name: [a[0] - b[0] for a, b in zip(after[name], before[name], strict=True)]
+        for name in after
+    }
+    below = sum(
+        a[1] - b[1] for name in after for a, b in zip(after[name], before[name], strict=True)
+    )
     valid = all(hits == expected for group in served.values() for hits in group) and below == 0
     check = (f"L1 served {sum(served['observed'])}/{2 * expected} observed and "
              f"{sum(served['plain'])}/{2 * expected} plain calls") + (

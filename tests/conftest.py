@@ -99,7 +99,8 @@ TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 
 
 def shared_trace(name: str) -> Path:
-    """Path of a shared trace; skips where shared/ is absent, fails where servers are required (CI)."""
+    """Path of a shared trace; skips where shared/ is absent, fails where servers are required
+    (CI)."""
     path = Path(os.environ.get("TIERCACHE_TRACES", TRACES)) / name
     if not path.exists():
         _unavailable(f"trace {name}", "TIERCACHE_REQUIRE_REDIS", f"{path} not found")

@@ -87,7 +87,9 @@ CHANGES: dict[str, tuple[dict[str, Any], Callable[[tc.Namespace], None], Any]] =
 }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 2: a read after a change joins an older flight")
+@pytest.mark.xfail(
+    strict=True, reason="issue 12 item 2: a read after a change joins an older flight"
+)
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_a_read_that_starts_after_a_change_never_returns_the_old_value(
     two_tier: Callable[..., tc.Cache], change: str
@@ -110,7 +112,9 @@ def test_a_read_that_starts_after_a_change_never_returns_the_old_value(
     assert answer == [expected]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 3: two caches of one process agree only via the bus")
+@pytest.mark.xfail(
+    strict=True, reason="issue 12 item 3: two caches of one process agree only via the bus"
+)
 def test_two_caches_of_one_process_see_each_others_writes_at_once(
     two_tier: Callable[..., tc.Cache],
 ) -> None:

@@ -534,7 +534,9 @@ def test_planted_pickle_never_executes(plain_port: int, tmp_path: Path) -> None:
         "zero-signature": _envelope(b"\x03" + b"\x00" * 32 + payload),
         "no-signature": _envelope(b"\x03" + payload),
         # Well formed and signed for this very namespace and key, but not with our key.
-        "other-key": _envelope(forged.dumps_for(_Planted(marker), signing_context("pk1", "sec", "s:other-key"))),
+        "other-key": _envelope(
+            forged.dumps_for(_Planted(marker), signing_context("pk1", "sec", "s:other-key"))
+        ),
         "bare-pickle": payload,
         "bare-format-byte": b"\x03" + b"\x00" * 32 + payload,
     }
