@@ -193,10 +193,10 @@ def test_span_hook_makes_one_span_per_operation() -> None:
         with hook("flush", "orders", "store", 3):
             yield from save_plan()
 
-    current_during_io = []
-    for _operation in flush_plan():
-        # What the store's own instrumentation would see as its parent.
-        current_during_io.append(trace.get_current_span().get_span_context().span_id)
+    # What the store's own instrumentation would see as its parent, at each yield.
+    current_during_io = [
+        trace.get_current_span().get_span_context().span_id for _operation in flush_plan()
+    ]
     load = hook("load", "users", "store", 2)
     with pytest.raises(tc.StoreError), load:
         raise tc.StoreError("down")

@@ -11,7 +11,7 @@ import multiprocessing
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -238,9 +238,9 @@ def _forked_writer(ns: tc.Namespace, ready: Any, written: Any) -> None:
 
 
 @pytest.fixture
-def fork_context() -> Iterator[Any]:
+def fork_context() -> Any:
     """The multiprocessing fork context (gunicorn --preload, Celery prefork)."""
-    yield multiprocessing.get_context("fork")
+    return multiprocessing.get_context("fork")
 
 
 @pytest.mark.xfail(strict=True, reason="issue 12 item 1: forked workers share a bus identity")

@@ -525,7 +525,8 @@ def test_planted_pickle_never_executes(plain_port: int, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     control = tmp_path / "control"
     payload = pickle.dumps(_Planted(control))
-    pickle.loads(payload).close()  # the payload is live: loading it creates its file
+    # The payload is live: loading it (our own, on purpose) creates its file.
+    pickle.loads(payload).close()  # noqa: S301 - our own payload, loaded to prove it runs
     assert control.exists()
     payload = pickle.dumps(_Planted(marker))
 

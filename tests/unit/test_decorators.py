@@ -233,7 +233,7 @@ def test_equal_looking_arguments_of_different_types_are_different_calls(cache: t
 
 
 @pytest.mark.parametrize(
-    "a, b",
+    ("a", "b"),
     [
         ({"a": 1}, ("d", (("a", 1),))),
         ([1, 2], ("l", (1, 2))),

@@ -735,9 +735,14 @@ def _bus_threads() -> set[threading.Thread]:
 def test_context_manager_closes_on_error(prefix: str) -> None:
     """An exception inside the with-block still closes the cache, and propagates."""
     memory = CountingTier(tc.MemoryTier())
-    with pytest.raises(RuntimeError), tc.Cache(tiers=[memory], prefix=prefix) as cache:  # type: ignore[list-item]
-        cache.namespace("ns").set("k", 1)
-        raise RuntimeError("boom")
+
+    def use_then_fail() -> None:
+        with tc.Cache(tiers=[memory], prefix=prefix) as cache:  # type: ignore[list-item]
+            cache.namespace("ns").set("k", 1)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        use_then_fail()
     assert memory.calls.get("close") == 1
 
 
