@@ -1,4 +1,5 @@
-"""L1 hits with the Prometheus and OpenTelemetry exporters attached, against the same caches without.
+"""L1 hits with the Prometheus and OpenTelemetry exporters attached, against the same caches
+without.
 
 Bar (issue 16): ``ns.get`` served by L1 on a cache registered with
 ``contrib.prometheus.register`` and ``contrib.otel.instrument`` costs at most
@@ -47,7 +48,7 @@ def run(ctx: Context) -> list[Row]:
         observed = [caches[1], caches[2]]
         # One registry per cache: a registry takes one cache's metric names once.
         registries = [CollectorRegistry() for _ in observed]
-        for cache, registry in zip(observed, registries):
+        for cache, registry in zip(observed, registries, strict=True):
             register(cache, registry)
         collect, otel_note = _otel(observed)
 
@@ -94,7 +95,7 @@ def _run(ctx: Context, plain: list[tc.Cache], observed: list[tc.Cache], scrape: 
     namespaces = {}
     for cache in [*plain, *observed]:
         ns = cache.namespace("l1")
-        seed(ns, cache.tiers[1], {k: VALUE for k in keys})
+        seed(ns, cache.tiers[1], dict.fromkeys(keys, VALUE))
         assert len(ns.get_many(keys)) == ENTRIES, "every key must be readable before timing"
         namespaces[id(cache)] = ns
     plain_ns = [namespaces[id(cache)] for cache in plain]
@@ -116,8 +117,13 @@ def _run(ctx: Context, plain: list[tc.Cache], observed: list[tc.Cache], scrape: 
     after = {name: [_counts(ns) for ns in group]
              for name, group in (("observed", observed_ns), ("plain", plain_ns))}
     expected = (calls + rounds * calls) * UNROLL  # per cache: warm-up + timed rounds
-    served = {name: [a[0] - b[0] for a, b in zip(after[name], before[name])] for name in after}
-    below = sum(a[1] - b[1] for name in after for a, b in zip(after[name], before[name]))
+    served = {
+        name: [a[0] - b[0] for a, b in zip(after[name], before[name], strict=True)]
+        for name in after
+    }
+    below = sum(
+        a[1] - b[1] for name in after for a, b in zip(after[name], before[name], strict=True)
+    )
     valid = all(hits == expected for group in served.values() for hits in group) and below == 0
     check = (f"L1 served {sum(served['observed'])}/{2 * expected} observed and "
              f"{sum(served['plain'])}/{2 * expected} plain calls") + (

@@ -1,4 +1,5 @@
-"""A small app whose cache is exposed to Prometheus: it serves a workload, then prints the exposition."""
+"""A small app whose cache is exposed to Prometheus: it serves a workload, then prints the
+exposition."""
 
 from __future__ import annotations
 

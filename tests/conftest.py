@@ -99,7 +99,8 @@ TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 
 
 def shared_trace(name: str) -> Path:
-    """Path of a shared trace; skips where shared/ is absent, fails where servers are required (CI)."""
+    """Path of a shared trace; skips where shared/ is absent, fails where servers are required
+    (CI)."""
     path = Path(os.environ.get("TIERCACHE_TRACES", TRACES)) / name
     if not path.exists():
         _unavailable(f"trace {name}", "TIERCACHE_REQUIRE_REDIS", f"{path} not found")
@@ -118,7 +119,7 @@ def postgres_url() -> str:
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a probe: any failure means no usable server
         _unavailable("PostgreSQL", "TIERCACHE_REQUIRE_POSTGRES", repr(exc))
     finally:
         engine.dispose()

@@ -19,10 +19,10 @@ from .errors import (
 from .invalidation import TTL, Invalidation, Purge, Versioned
 from .namespace import Namespace
 from .policies import WriteAround, WriteBack, WritePolicy, WriteThrough
+from .redis import RedisTier
 from .scheduler import Scheduler, ThreadScheduler
 from .serialization import JSONSerializer, MsgpackSerializer, PickleSerializer, Serializer
 from .stores import FunctionStore, MappingStore, SQLiteStore, SQLStore, Store
-from .redis import RedisTier
 from .tiers import MemoryTier, Tier
 
 try:

@@ -34,7 +34,7 @@ MISSING = Missing.MISSING
 Key = Union[str, int, bytes, "tuple[Key, ...]"]
 """A cache key: ``str``, ``int``, ``bytes`` or tuples of those."""
 
-TTL = Union[float, int, timedelta]
+TTL = float | int | timedelta
 """A time to live: seconds, or a :class:`datetime.timedelta`."""
 
 Clock = Callable[[], float]

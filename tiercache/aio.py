@@ -1,4 +1,5 @@
-"""AsyncCache and AsyncNamespace: siblings of Cache and Namespace, running the same plans awaited."""
+"""AsyncCache and AsyncNamespace: siblings of Cache and Namespace, running the same plans
+awaited."""
 
 from __future__ import annotations
 
@@ -139,13 +140,13 @@ class AsyncCache(CacheBase[AsyncNamespace]):
         for ns in namespaces:
             try:
                 await ns.close()
-            except Exception as exc:  # close the rest, then report the first failure
+            except Exception as exc:  # noqa: BLE001 - close the rest, then report the first failure
                 errors.append(exc)
         for tier in self.tiers:
             if isinstance(tier, AsyncClosing):
                 try:
                     await tier.aclose()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - close the rest, raise the first after
                     errors.append(exc)
         self._finish_close(errors)
 

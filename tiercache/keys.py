@@ -197,6 +197,8 @@ def _decode_elements(text: str) -> tuple[Any, ...]:
         if end > len(text):
             raise InvalidKeyError(f"not a canonical tuple key: {text!r}")
         payload = text[colon + 1 : end]
-        items.append(_decode_elements(payload) if tag == "t" else _decode_scalar(tag, payload, text))
+        items.append(
+            _decode_elements(payload) if tag == "t" else _decode_scalar(tag, payload, text)
+        )
         pos = end
     return tuple(items)

@@ -56,7 +56,7 @@ class RepositoryStore(BaseStore):
             found = yield _call(many, list(keys))
             return {k: v for k, v in dict(found).items() if v is not None and v is not MISSING}
         one = self._method("get")
-        assert one is not None  # __init__ refuses a wrap with neither
+        assert one is not None  # noqa: S101 - narrows the type: __init__ refuses a wrap with neither
         out: dict[Key, Any] = {}
         for key in keys:
             value = yield _call(one, key)
@@ -122,7 +122,9 @@ def _translated() -> Iterator[None]:
 class _CachedRepository:
     """The wrapped object: cached reads, writes through the namespace, the rest as is."""
 
-    def __init__(self, obj: Any, ns: Namespace | AsyncNamespace, names: dict[str, str | None]) -> None:
+    def __init__(
+        self, obj: Any, ns: Namespace | AsyncNamespace, names: dict[str, str | None]
+    ) -> None:
         self.__wrapped__ = obj
         self.namespace = ns
         if names["get"] is not None:

@@ -1,4 +1,5 @@
-"""TypedDicts of the structure ``Cache.stats()`` returns: the one place its keys are written down."""
+"""TypedDicts of the structure ``Cache.stats()`` returns: the one place its keys are written
+down."""
 
 from __future__ import annotations
 

@@ -116,7 +116,9 @@ def _cells() -> dict[str, type[Any]]:
                         "write_name": write,
                         "invalidation_name": invalidation,
                         "stack": stack,
-                        "__doc__": f"AsyncCache, the policy contract: {write} x {invalidation} x {stack}.",
+                        "__doc__": (
+                            f"AsyncCache, the policy contract: {write} x {invalidation} x {stack}."
+                        ),
                     },
                 )
     return classes

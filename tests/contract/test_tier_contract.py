@@ -54,7 +54,8 @@ class TestRedisTierEmbedded(TierContract):
 
 
 class TestRedisTierReal(TierContract):
-    """The L2 on the real Redis at 127.0.0.1:6379 (fails without it under TIERCACHE_REQUIRE_REDIS=1)."""
+    """The L2 on the real Redis at 127.0.0.1:6379 (fails without it under
+    TIERCACHE_REQUIRE_REDIS=1)."""
 
     expires_by_clock = False
     url: str = ""

@@ -1,1 +1,2 @@
-"""Tests of the optional integrations (a package, so its conftest does not shadow tests/conftest.py)."""
+"""Tests of the optional integrations (a package, so its conftest does not shadow
+tests/conftest.py)."""

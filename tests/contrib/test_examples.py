@@ -1,4 +1,5 @@
-"""examples/: the Prometheus app runs against the real Redis, and the Grafana dashboard asks only for what it exposes."""
+"""examples/: the Prometheus app runs against the real Redis, and the Grafana dashboard asks only
+for what it exposes."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def test_prometheus_app_prints_its_exact_counts(redis_url: str, prefix: str) -> 
 
 
 def test_grafana_dashboard_queries_exposed_metrics(redis_url: str, prefix: str) -> None:
-    """Every metric and label the dashboard's queries use is one the collector exposes (or Prometheus adds)."""
+    """Every metric and label the dashboard's queries use is one the collector exposes (or
+    Prometheus adds)."""
     dashboard = json.loads((EXAMPLES / "grafana-tiercache.json").read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
     exprs += [variable["definition"] for variable in dashboard["templating"]["list"]

@@ -1,4 +1,5 @@
-"""contrib.otel: a known workload through a real Cache, read back with the SDK's InMemoryMetricReader."""
+"""contrib.otel: a known workload through a real Cache, read back with the SDK's
+InMemoryMetricReader."""
 
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ def meter_provider(reader: InMemoryMetricReader) -> Any:
 def test_requests_count_each_layer_exactly(
     cache: tc.Cache, workload: Any, reader: InMemoryMetricReader, meter_provider: Any
 ) -> None:
-    """L1 hits, L2 hits and store loads of the workload are observed exactly, by layer and result."""
+    """L1 hits, L2 hits and store loads of the workload are observed exactly, by layer and
+    result."""
     instrument(cache, meter_provider=meter_provider)
     workload.drive(cache)
     points, _ = collect(reader)
@@ -101,7 +103,8 @@ def test_async_cache_counts_the_same(
 def test_each_collection_takes_a_fresh_snapshot(
     cache: tc.Cache, workload: Any, reader: InMemoryMetricReader, meter_provider: Any
 ) -> None:
-    """Work between two collections shows in the second, in every instrument, not one collection late."""
+    """Work between two collections shows in the second, in every instrument, not one collection
+    late."""
     instrument(cache, meter_provider=meter_provider)
     workload.drive(cache)
     first, _ = collect(reader)
@@ -169,7 +172,8 @@ def test_no_key_is_an_attribute(
 
 
 def test_span_hook_makes_one_span_per_operation() -> None:
-    """The hook as a plan would use it: a current span per operation across a yield, errors recorded."""
+    """The hook as a plan would use it: a current span per operation across a yield, errors
+    recorded."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -189,10 +193,10 @@ def test_span_hook_makes_one_span_per_operation() -> None:
         with hook("flush", "orders", "store", 3):
             yield from save_plan()
 
-    current_during_io = []
-    for _operation in flush_plan():
-        # What the store's own instrumentation would see as its parent.
-        current_during_io.append(trace.get_current_span().get_span_context().span_id)
+    # What the store's own instrumentation would see as its parent, at each yield.
+    current_during_io = [
+        trace.get_current_span().get_span_context().span_id for _operation in flush_plan()
+    ]
     load = hook("load", "users", "store", 2)
     with pytest.raises(tc.StoreError), load:
         raise tc.StoreError("down")
@@ -212,7 +216,8 @@ def test_span_hook_makes_one_span_per_operation() -> None:
 def test_a_cache_gone_is_no_longer_reported(
     redis_url: str, prefix: str, reader: InMemoryMetricReader, meter_provider: Any
 ) -> None:
-    """The instruments hold the cache weakly: once it is closed and garbage, they observe nothing."""
+    """The instruments hold the cache weakly: once it is closed and garbage, they observe
+    nothing."""
     cache = tc.Cache(tiers=[tc.MemoryTier(), tc.RedisTier(redis_url, timeout=1.0)], prefix=prefix)
     cache.namespace("users").get("a")
     instrument(cache, meter_provider=meter_provider)
@@ -231,7 +236,8 @@ def test_a_cache_gone_is_no_longer_reported(
 def test_caches_on_one_provider_are_all_reported(
     redis_url: str, prefix: str, reader: InMemoryMetricReader, meter_provider: Any
 ) -> None:
-    """Several caches on one provider: each namespace reported, a shared name summed, one cache twice counted once."""
+    """Several caches on one provider: each namespace reported, a shared name summed, one cache
+    twice counted once."""
     made = [tc.Cache(tiers=[tc.MemoryTier(), tc.RedisTier(redis_url, timeout=1.0)],
                      prefix=f"{prefix}{i}") for i in range(2)]
     try:
@@ -252,7 +258,9 @@ def test_caches_on_one_provider_are_all_reported(
                  result="miss") == 5
     assert point(points, "tiercache.requests", namespace="orders", layer="L1:memory",
                  result="miss") == 1
-    assert point(points, "tiercache.tier.info", layer="L1:memory", **{"tier.kind": "MemoryTier"}) == 1
+    assert point(
+        points, "tiercache.tier.info", layer="L1:memory", **{"tier.kind": "MemoryTier"}
+    ) == 1
 
 
 def test_a_new_cache_is_reported_after_the_old_one_is_gone(

@@ -70,23 +70,27 @@ def test_async_cache_counts_the_same(acache: tc.AsyncCache, workload: Any) -> No
 
 
 def test_write_back_and_store_writes(cache: tc.Cache, workload: Any) -> None:
-    """Write-back sets flushed to the store show as flushed entries, store sets and nothing pending."""
+    """Write-back sets flushed to the store show as flushed entries, store sets and nothing
+    pending."""
     registry = CollectorRegistry()
     register(cache, registry)
     workload.drive(cache)
     samples = scrape(registry)
     orders = {"namespace": "orders"}
-    assert value(samples, "tiercache_write_back_flushed_total", **orders) == workload.write_back_sets
+    flushed = value(samples, "tiercache_write_back_flushed_total", **orders)
+    assert flushed == workload.write_back_sets
     assert value(samples, "tiercache_write_back_pending", **orders) == 0
     assert value(samples, "tiercache_write_back_store_errors_total", **orders) == 0
     assert value(samples, "tiercache_write_back_dead_lettered_total", **orders) == 0
-    assert value(samples, "tiercache_sets_total", layer="store", **orders) == workload.write_back_sets
+    store_sets = value(samples, "tiercache_sets_total", layer="store", **orders)
+    assert store_sets == workload.write_back_sets
     # "users" has no write-back policy: no write-back series for it.
     assert value(samples, "tiercache_write_back_flushed_total", namespace="users") is None
 
 
 def test_latency_is_a_summary_of_what_stats_holds(cache: tc.Cache, workload: Any) -> None:
-    """Count, sum and quantiles per layer equal stats()'s, in seconds; no quantile where nothing was timed."""
+    """Count, sum and quantiles per layer equal stats()'s, in seconds; no quantile where nothing was
+    timed."""
     registry = CollectorRegistry()
     register(cache, registry)
     workload.drive(cache)
@@ -114,7 +118,8 @@ def test_latency_is_a_summary_of_what_stats_holds(cache: tc.Cache, workload: Any
 
 
 def test_tier_gauges(redis_url: str, prefix: str) -> None:
-    """Entries, bytes and evictions of the L1 tier and each tier's kind come from stats()'s tiers."""
+    """Entries, bytes and evictions of the L1 tier and each tier's kind come from stats()'s
+    tiers."""
     l1 = tc.MemoryTier(maxsize=3, maxbytes=1_000_000, admission="lru")
     with tc.Cache(tiers=[l1, tc.RedisTier(redis_url, timeout=1.0)], prefix=prefix) as cache:
         registry = CollectorRegistry()
@@ -154,7 +159,8 @@ def test_tier_errors_are_counted(prefix: str) -> None:
 
 
 def test_keys_never_become_labels(cache: tc.Cache, workload: Any) -> None:
-    """Only bounded labels appear (namespace, layer, result, quantile, kind); no key is a label value."""
+    """Only bounded labels appear (namespace, layer, result, quantile, kind); no key is a label
+    value."""
     registry = CollectorRegistry()
     register(cache, registry)
     workload.drive(cache)

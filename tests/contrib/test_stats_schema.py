@@ -45,7 +45,8 @@ def conforms(value: Any, annotation: Any, path: str) -> list[str]:
 
 
 def test_stats_of_a_busy_cache_match_cache_stats(redis_url: str, prefix: str) -> None:
-    """Every key of stats() (namespaces, layers, latency, write-back, tiers) is in CacheStats, with its type."""
+    """Every key of stats() (namespaces, layers, latency, write-back, tiers) is in CacheStats, with
+    its type."""
     store = tc.MappingStore({"a": 1})
     with tc.Cache(
         tiers=[tc.MemoryTier(maxsize=100, maxbytes=10_000), tc.RedisTier(redis_url, timeout=1.0)],

@@ -128,7 +128,7 @@ def handle(
     config: dict[str, Any],
 ) -> Any:
     op = command["op"]
-    ns = namespaces.get(command.get("ns", ""), None)
+    ns = namespaces.get(command.get("ns", ""))
     if op == "get":
         assert ns is not None
         return {"value": encode(ns.get(command["key"], tc.MISSING)), "t": time.monotonic()}

@@ -79,10 +79,13 @@ class Worker:
             line = self._lines.get(timeout=timeout)
         except queue.Empty:
             raise AssertionError(
-                f"worker {self.pid} gave no answer in {timeout}s; stderr: {''.join(self._stderr)[-2000:]}"
+                f"worker {self.pid} gave no answer in {timeout}s; "
+                f"stderr: {''.join(self._stderr)[-2000:]}"
             ) from None
         if line is None:
-            raise AssertionError(f"worker {self.pid} exited; stderr: {''.join(self._stderr)[-2000:]}")
+            raise AssertionError(
+                f"worker {self.pid} exited; stderr: {''.join(self._stderr)[-2000:]}"
+            )
         try:
             reply = json.loads(line)
         except json.JSONDecodeError:
@@ -184,7 +187,9 @@ def test_invalidations_reach_another_process_l1(spawn: Any) -> None:
     namespaces = {"p": {"invalidation": "purge"}, "v": {"invalidation": "versioned"}}
     a = spawn(namespaces)
     b = spawn(namespaces)
-    delays: dict[str, list[float]] = {"set": [], "delete": [], "invalidate": [], "invalidate_all": []}
+    delays: dict[str, list[float]] = {
+        "set": [], "delete": [], "invalidate": [], "invalidate_all": []
+    }
     per_kind = 50
     for i in range(per_kind * len(delays)):  # ~200 changes, bounded
         kind = list(delays)[i % len(delays)]
@@ -277,7 +282,8 @@ def test_write_back_survives_kill_9(spawn: Any, tmp_path: Path, redis_client: An
 def test_concurrent_flushers_never_write_an_older_value(
     spawn: Any, tmp_path: Path, redis_client: Any, prefix: str
 ) -> None:
-    """Two processes writing and flushing one journal at once: the store ends at each key's last value."""
+    """Two processes writing and flushing one journal at once: the store ends at each key's last
+    value."""
     keys = 12
     namespaces = {"cf": {"write": "back", "invalidation": "purge"}}
     a = spawn(namespaces)
@@ -333,7 +339,7 @@ def test_killed_bus_connection_leaves_no_stale_l1(
     a = spawn(namespaces)
     b = spawn(namespaces)
     keys = [f"k{i}" for i in range(10)]
-    a.call(op="set_many", ns="p", items={k: "v0" for k in keys})
+    a.call(op="set_many", ns="p", items=dict.fromkeys(keys, "v0"))
     for key in keys:
         _prime(b, "p", key, "v0")
     assert wait_for(lambda: len(bus_listeners(redis_client, prefix)) >= 2, 3.0)
@@ -348,7 +354,7 @@ def test_killed_bus_connection_leaves_no_stale_l1(
 
         def fresh(value: str = value) -> bool:
             got = b.call(op="get_many", ns="p", keys=keys)["values"]
-            return bool(got == {k: value for k in keys})
+            return bool(got == dict.fromkeys(keys, value))
 
         assert wait_for(fresh, 3.0, 0.01), (
             f"round {round_}: B still serves stale L1 copies 3 s after the writes: "

@@ -38,7 +38,11 @@ def put(tier: tc.RedisTier, items: dict[str, Any], now: float = 0.0) -> None:
 def direct_addrs(tier: tc.RedisTier) -> set[str]:
     """``ip:port`` of the tier's idle direct connections, as CLIENT LIST shows them."""
     assert tier._direct is not None
-    return {"{}:{}".format(*conn._sock.getsockname()[:2]) for conn in tier._direct._idle if conn._sock}
+    return {
+        "{}:{}".format(*conn._sock.getsockname()[:2])
+        for conn in tier._direct._idle
+        if conn._sock
+    }
 
 
 def server_clients(client: Any) -> dict[str, int]:

@@ -57,8 +57,8 @@ def rig(redis_url: str, prefix: str) -> Iterator[Rig]:
 
 def copy_and_version(client: Any, prefix: str, key: str) -> tuple[bytes | None, bytes | None]:
     """The raw Redis copy of a string key of the "users" namespace, and its version key's value."""
-    [copy_key] = [k for k in client.scan_iter(match=f"{prefix}:users:v*:s:{key}")] or [None]
-    [version_key] = [k for k in client.scan_iter(match=f"{prefix}:#kv:users:v*:s:{key}")] or [None]
+    [copy_key] = list(client.scan_iter(match=f"{prefix}:users:v*:s:{key}")) or [None]
+    [version_key] = list(client.scan_iter(match=f"{prefix}:#kv:users:v*:s:{key}")) or [None]
     return (client.get(copy_key) if copy_key else None,
             client.get(version_key) if version_key else None)
 

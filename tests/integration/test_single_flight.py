@@ -1,4 +1,5 @@
-"""Single-flight: concurrent misses of one key cause one call, across threads, coroutines and processes.
+"""Single-flight: concurrent misses of one key cause one call, across threads, coroutines and
+processes.
 
 Every wait is bounded; every process a test starts is killed by pid when
 the test ends.
@@ -44,7 +45,9 @@ def make_tiers(stack: str, redis_url: str | None) -> list[Any]:
 
 
 @pytest.fixture
-def stack_tiers(request: pytest.FixtureRequest, prefix: str) -> Iterator[Callable[[str], list[Any]]]:
+def stack_tiers(
+    request: pytest.FixtureRequest, prefix: str
+) -> Iterator[Callable[[str], list[Any]]]:
     """Build a stack; Redis (and the cleanup of the prefix's keys) only when it has Redis."""
     used: list[str] = []
 
@@ -111,7 +114,8 @@ def test_fifty_threads_missing_one_key_cause_one_call(
 
 
 def test_a_failing_call_reaches_every_waiter_and_is_not_cached() -> None:
-    """50 threads on one key whose function raises: one call, all 50 see the error, the next call retries."""
+    """50 threads on one key whose function raises: one call, all 50 see the error, the next call
+    retries."""
     calls: list[int] = []
     lock = threading.Lock()
     with tc.Cache(tiers=[tc.MemoryTier()]) as cache:
@@ -199,7 +203,8 @@ class CountingStore(tc.MappingStore):
 def test_get_many_loader_gets_only_the_missing_keys_once_and_is_cached(
     redis_url: str, prefix: str
 ) -> None:
-    """get_many(keys, loader=fn): fn called once with just the missing keys; its answer is cached."""
+    """get_many(keys, loader=fn): fn called once with just the missing keys; its answer is
+    cached."""
     store = CountingStore()
     loader_calls: list[list[Any]] = []
 
@@ -228,7 +233,9 @@ def test_get_many_loader_gets_only_the_missing_keys_once_and_is_cached(
         raise AssertionError(f"loader called for {keys!r}: L2 should have them")
 
     # Another process's view (fresh L1): the loaded values are in the real Redis.
-    with tc.Cache(tiers=[tc.MemoryTier(), tc.RedisTier(redis_url, timeout=1.0)], prefix=prefix) as other:
+    with tc.Cache(
+        tiers=[tc.MemoryTier(), tc.RedisTier(redis_url, timeout=1.0)], prefix=prefix
+    ) as other:
         assert other.namespace("bulk").get_many(["b", 3], loader=refuse) == {
             "b": "loaded-b", 3: "loaded-3",
         }
@@ -365,7 +372,8 @@ def test_two_processes_missing_one_key_cause_one_call(
 def test_waiter_takes_over_when_the_lease_holder_dies(
     redis_url: str, redis_client: Any, prefix: str, procs: list[Proc]
 ) -> None:
-    """SIGKILL the process holding the lease mid-load: the waiter loads itself within ~LEASE_TTL*2."""
+    """SIGKILL the process holding the lease mid-load: the waiter loads itself within
+    ~LEASE_TTL*2."""
     holder, waiter = Proc(redis_url, prefix, "holder"), Proc(redis_url, prefix, "waiter")
     procs += [holder, waiter]
     assert holder.recv(30)["ready"] and waiter.recv(30)["ready"]

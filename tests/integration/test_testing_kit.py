@@ -1,4 +1,5 @@
-"""tiercache.testing as a user meets it: the pytest plugin, strategies and state machine in a user's suite.
+"""tiercache.testing as a user meets it: the pytest plugin, strategies and state machine in a user's
+suite.
 
 Each test writes a user's test file to a temporary directory and runs pytest
 on it in a subprocess, so the plugin is found the way a user's run finds it

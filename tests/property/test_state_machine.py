@@ -35,7 +35,8 @@ def test_memory_over_mapping_store() -> None:
 
 
 def test_small_memory_and_ttl_over_mapping_store() -> None:
-    """One process, an evicting L1 with a namespace TTL over a store: reads still equal the store."""
+    """One process, an evicting L1 with a namespace TTL over a store: reads still equal the
+    store."""
     machine = CacheMachine.configure("SmallMemoryOverStore", tiers=lambda: [MemoryTier(maxsize=2)],
                                      store=MappingStore, ttl=5.0)
     run_state_machine_as_test(machine, settings=MACHINE)
@@ -52,7 +53,8 @@ def test_memory_and_embedded_redis_over_mapping_store() -> None:
 
 
 def test_evicting_memory_and_embedded_redis_with_ttl_over_mapping_store() -> None:
-    """One process, an evicting L1 backfilled from embedded Redis, with a TTL: reads equal the store."""
+    """One process, an evicting L1 backfilled from embedded Redis, with a TTL: reads equal the
+    store."""
     machine = CacheMachine.configure(
         "SmallMemoryRedisOverStore",
         tiers=lambda: [MemoryTier(maxsize=2), RedisTier.embedded()],
@@ -90,7 +92,8 @@ def test_pure_memory_cache_with_ttl() -> None:
 
 
 def test_pure_two_memory_tiers_with_ttls() -> None:
-    """A pure cache of two MemoryTiers with different TTLs: certain until the shorter, gone after the longer."""
+    """A pure cache of two MemoryTiers with different TTLs: certain until the shorter, gone after
+    the longer."""
     machine = CacheMachine.configure(
         "PureTwoMemory", tiers=lambda: [MemoryTier(ttl=2.5), MemoryTier(ttl=10.0)]
     )
@@ -98,7 +101,8 @@ def test_pure_two_memory_tiers_with_ttls() -> None:
 
 
 def test_pure_memory_and_embedded_redis_cache() -> None:
-    """A pure cache [MemoryTier, embedded RedisTier] without TTL: reads follow set/delete/invalidate exactly."""
+    """A pure cache [MemoryTier, embedded RedisTier] without TTL: reads follow set/delete/invalidate
+    exactly."""
     machine = CacheMachine.configure(
         "PureMemoryRedis", tiers=lambda: [MemoryTier(), RedisTier.embedded()]
     )
@@ -114,7 +118,8 @@ def test_pure_memory_and_embedded_redis_cache_with_ttl() -> None:
 
 
 def test_pure_memory_and_real_redis_cache(redis_url: str) -> None:
-    """A pure cache [MemoryTier, real RedisTier] without TTL: reads follow set/delete/invalidate exactly."""
+    """A pure cache [MemoryTier, real RedisTier] without TTL: reads follow set/delete/invalidate
+    exactly."""
     machine = CacheMachine.configure(
         "PureMemoryRealRedis", tiers=lambda: [MemoryTier(), RedisTier(redis_url)]
     )

@@ -163,5 +163,6 @@ def test_two_views_purge(two_caches: list[tc.Cache]) -> None:
 
 
 def test_two_views_versioned(two_caches: list[tc.Cache]) -> None:
-    """WriteThrough + Versioned over two views: no read is stale once the bus delivered the change."""
+    """WriteThrough + Versioned over two views: no read is stale once the bus delivered the
+    change."""
     run_state_machine_as_test(machine_for(two_caches, tc.Versioned), settings=MACHINE)

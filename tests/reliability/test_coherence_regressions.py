@@ -11,7 +11,7 @@ import multiprocessing
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,9 @@ CHANGES: dict[str, tuple[dict[str, Any], Callable[[tc.Namespace], None], Any]] =
 }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 2: a read after a change joins an older flight")
+@pytest.mark.xfail(
+    strict=True, reason="issue 12 item 2: a read after a change joins an older flight"
+)
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_a_read_that_starts_after_a_change_never_returns_the_old_value(
     two_tier: Callable[..., tc.Cache], change: str
@@ -110,7 +112,9 @@ def test_a_read_that_starts_after_a_change_never_returns_the_old_value(
     assert answer == [expected]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 3: two caches of one process agree only via the bus")
+@pytest.mark.xfail(
+    strict=True, reason="issue 12 item 3: two caches of one process agree only via the bus"
+)
 def test_two_caches_of_one_process_see_each_others_writes_at_once(
     two_tier: Callable[..., tc.Cache],
 ) -> None:
@@ -234,9 +238,9 @@ def _forked_writer(ns: tc.Namespace, ready: Any, written: Any) -> None:
 
 
 @pytest.fixture
-def fork_context() -> Iterator[Any]:
+def fork_context() -> Any:
     """The multiprocessing fork context (gunicorn --preload, Celery prefork)."""
-    yield multiprocessing.get_context("fork")
+    return multiprocessing.get_context("fork")
 
 
 @pytest.mark.xfail(strict=True, reason="issue 12 item 1: forked workers share a bus identity")

@@ -160,7 +160,10 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server on a free port, stopped by pid at the end."""
     if not os.path.exists(REDIS_SERVER):
         if os.environ.get("TIERCACHE_REQUIRE_REDIS") == "1":
-            pytest.fail(f"redis-server is required (TIERCACHE_REQUIRE_REDIS=1) but {REDIS_SERVER} is missing")
+            pytest.fail(
+                f"redis-server is required (TIERCACHE_REQUIRE_REDIS=1) "
+                f"but {REDIS_SERVER} is missing"
+            )
         pytest.skip(f"redis-server unavailable: {REDIS_SERVER} is missing")
     srv = RedisServer(tmp_path / "redis")
     srv.start()
@@ -433,10 +436,16 @@ def assert_criteria(name: str, numbers: dict[str, Any], probe: Probe, stale: lis
     """The pass criteria every scenario shares."""
     assert probe.exceptions == [], f"{name}: exceptions reached the caller: {probe.exceptions[:5]}"
     assert numbers["gets_during_fault"] >= 20, f"{name}: too few gets measured: {numbers}"
-    assert numbers["get_p99_ms"] <= (2 * TIMEOUT + ALLOWANCE) * 1000, f"{name}: p99 too high: {numbers}"
-    assert numbers["get_max_ms"] <= (3 * TIMEOUT + ALLOWANCE) * 1000, f"{name}: max too high: {numbers}"
+    assert numbers["get_p99_ms"] <= (2 * TIMEOUT + ALLOWANCE) * 1000, (
+        f"{name}: p99 too high: {numbers}"
+    )
+    assert numbers["get_max_ms"] <= (3 * TIMEOUT + ALLOWANCE) * 1000, (
+        f"{name}: max too high: {numbers}"
+    )
     # A write may pay a replay of remembered purges, its own drop and its announcement.
-    assert numbers["write_max_ms"] <= (3 * TIMEOUT + ALLOWANCE) * 1000, f"{name}: slow write: {numbers}"
+    assert numbers["write_max_ms"] <= (3 * TIMEOUT + ALLOWANCE) * 1000, (
+        f"{name}: slow write: {numbers}"
+    )
     assert numbers["recovery_s"] is not None, f"{name}: L2 never answered again: {numbers}"
     assert numbers["recovery_s"] <= RECOVERY_BOUND, f"{name}: slow recovery: {numbers}"
     assert stale == [], f"{name}: stale reads after recovery: {stale}"
@@ -506,7 +515,9 @@ def run_scenario(
             probe.write(lambda: ns.set("hot", "new"), "set")
             probe.write(lambda: ns.delete("gone"), "delete")
             for i in range(WRITES_DURING_FAULT):  # more writes, spread over the fault, timed
-                probe.gets_for((started + fault_seconds - time.monotonic()) / (WRITES_DURING_FAULT + 1 - i))
+                probe.gets_for(
+                    (started + fault_seconds - time.monotonic()) / (WRITES_DURING_FAULT + 1 - i)
+                )
                 probe.write(lambda i=i: ns.set(f"w{i}", i), "set")
             probe.gets_for(started + fault_seconds - time.monotonic())
         finally:
@@ -548,7 +559,8 @@ def test_kill9_then_restart_empty(server: RedisServer, prefix: str) -> None:
 
 
 def test_client_kill_of_the_cache_connections(server: RedisServer, prefix: str) -> None:
-    """CLIENT KILL TYPE normal SKIPME yes, repeatedly for 1.5 s: every connection of the cache dies."""
+    """CLIENT KILL TYPE normal SKIPME yes, repeatedly for 1.5 s: every connection of the cache
+    dies."""
     admin = server.admin()
     stop = threading.Event()
     kills: list[int] = []
@@ -628,7 +640,8 @@ def test_client_kill_of_the_bus_listener(server: RedisServer, prefix: str) -> No
         record("client_kill_bus_listener", numbers)
         assert probe.exceptions == []
         assert propagation is not None and propagation <= RECOVERY_BOUND, (
-            f"the peer still read the old value {RECOVERY_BOUND}s after its listener was killed: {numbers}"
+            f"the peer still read the old value {RECOVERY_BOUND}s after its listener was killed: "
+            f"{numbers}"
         )
         assert len(relisten) == 2, "the bus listeners did not reconnect"
     finally:
@@ -660,7 +673,8 @@ def test_client_pause_all_2s(server: RedisServer, prefix: str) -> None:
 
 
 def test_maxmemory_noeviction_refuses_writes(server: RedisServer, prefix: str) -> None:
-    """maxmemory 1mb + noeviction: writes refused as TierError (not TierUnavailable); no errors reach callers."""
+    """maxmemory 1mb + noeviction: writes refused as TierError (not TierUnavailable); no errors
+    reach callers."""
     admin = server.admin()
     refusals: list[BaseException] = []
     tiers: list[tc.RedisTier] = []
@@ -776,7 +790,8 @@ def test_peer_reads_nothing_stale_after_outage_while_writer_idles(
 def test_reads_after_sigstop_are_not_stalled_by_orphaned_leases(
     server: RedisServer, prefix: str
 ) -> None:
-    """After a 1 s SIGSTOP, a fresh cache's gets of the keys read during it stay within 2 x timeout."""
+    """After a 1 s SIGSTOP, a fresh cache's gets of the keys read during it stay within 2 x
+    timeout."""
     # A command a client gave up on still runs when a SIGSTOPped server
     # resumes; a lease (SET NX PX 5000) that ran that way would be held by
     # nobody, and single-key misses in other processes would wait on it. The
@@ -839,7 +854,8 @@ def test_reads_after_sigstop_are_not_stalled_by_orphaned_leases(
 def test_publish_lost_to_a_dropped_connection_still_reaches_peers(
     server: RedisServer, proxy: Proxy, prefix: str
 ) -> None:
-    """The writer's connection drops exactly on its invalidation XADD: the peer still drops its copy."""
+    """The writer's connection drops exactly on its invalidation XADD: the peer still drops its
+    copy."""
     store = seeded_store()
     writer_cache = make_cache(proxy.url, prefix, store)
     peer_cache = make_cache(server.url, prefix, store)
@@ -866,7 +882,8 @@ def test_publish_lost_to_a_dropped_connection_still_reaches_peers(
         }
         record("lost_publish", numbers)
         assert first_new is not None and first_new <= RECOVERY_BOUND, (
-            f"the peer's L1 kept the overwritten value: a failed publish is never retried: {numbers}"
+            f"the peer's L1 kept the overwritten value: a failed publish is never retried: "
+            f"{numbers}"
         )
     finally:
         writer_cache.close()
@@ -891,7 +908,8 @@ def test_on_tier_error_raise_surfaces_tier_unavailable(server: RedisServer, pref
 
 
 def test_a_read_that_timed_out_never_answers_a_later_one(server: RedisServer, prefix: str) -> None:
-    """CLIENT PAUSE past the timeout: the late reply to the timed-out GET is never read as the next's."""
+    """CLIENT PAUSE past the timeout: the late reply to the timed-out GET is never read as the
+    next's."""
     tier = tc.RedisTier(server.url, timeout=0.1)
     admin = server.admin()
     try:

@@ -124,7 +124,9 @@ def stale_copies(
     return where
 
 
-def make_cache(redis_url: str, prefix: str, store: tc.Store, l1: tc.MemoryTier | None = None) -> tc.Cache:
+def make_cache(
+    redis_url: str, prefix: str, store: tc.Store, l1: tc.MemoryTier | None = None
+) -> tc.Cache:
     return tc.Cache(
         tiers=[l1 if l1 is not None else tc.MemoryTier(), tc.RedisTier(redis_url, timeout=1.0)],
         store=store,
@@ -153,9 +155,13 @@ def wait_bus_delivered(writer: tc.Namespace, reader_cache: tc.Cache, canary: str
     """
     reader_ns = reader_cache.namespace(writer.name)
     tier_key = reader_ns.tier_key(canary)
-    assert l1_value(reader_cache, tier_key) is not tc.MISSING, "canary not cached in the reader's L1"
+    assert l1_value(reader_cache, tier_key) is not tc.MISSING, (
+        "canary not cached in the reader's L1"
+    )
     writer.invalidate(canary)
-    assert wait_for(lambda: l1_value(reader_cache, tier_key) is tc.MISSING, 2.0), "bus never delivered"
+    assert wait_for(lambda: l1_value(reader_cache, tier_key) is tc.MISSING, 2.0), (
+        "bus never delivered"
+    )
 
 
 def record(name: str, numbers: dict[str, Any]) -> None:
@@ -232,7 +238,8 @@ def test_scripted_read_write_race_leaves_no_old_value(caches: Any, redis_client:
 def test_l1_fill_paused_before_insert_leaves_no_old_value(
     caches: Any, redis_client: Any, writer_in: str, source: str
 ) -> None:
-    """Reader paused just before its L1 insert (of a store load or an L2 hit): a racing write still wins."""
+    """Reader paused just before its L1 insert (of a store load or an L2 hit): a racing write still
+    wins."""
     store = tc.MappingStore({"k": "old", "canary": "c"})
     if source == "l2":
         assert caches(store).namespace("users").get("k") == "old"  # another process filled L2
@@ -286,7 +293,8 @@ def naive_read(client: Any, tier_key: str, store: tc.MappingStore, key: str) -> 
 
 
 def test_naive_fill_control_is_caught(caches: Any, redis_client: Any) -> None:
-    """The same race with an unfenced GET/SET fill leaves the old value in L2, and the check says so."""
+    """The same race with an unfenced GET/SET fill leaves the old value in L2, and the check says
+    so."""
     store = GatedStore({"k": "old"})
     writer_cache = caches(store)
     writer = writer_cache.namespace("users")
@@ -294,7 +302,9 @@ def test_naive_fill_control_is_caught(caches: Any, redis_client: Any) -> None:
 
     store.arm("k")
     got: list[Any] = []
-    thread = threading.Thread(target=lambda: got.append(naive_read(redis_client, tier_key, store, "k")))
+    thread = threading.Thread(
+        target=lambda: got.append(naive_read(redis_client, tier_key, store, "k"))
+    )
     thread.start()
     try:
         assert store.loaded.wait(STEP_TIMEOUT)
@@ -379,7 +389,9 @@ def run_stress(
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
 
-    results = {label: json.loads((out / f"result-{label}.json").read_text()) for label in ("p1", "p2")}
+    results = {
+        label: json.loads((out / f"result-{label}.json").read_text()) for label in ("p1", "p2")
+    }
     histories = [History.load(out / f"hist-{label}.jsonl") for label in ("p1", "p2")]
     store = tc.SQLiteStore(db).bind(namespace)
     try:
@@ -418,7 +430,9 @@ def stale_keys(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return stale
 
 
-def summary(run: dict[str, Any], stale: dict[str, Any], bounded: Any, strict: Any) -> dict[str, Any]:
+def summary(
+    run: dict[str, Any], stale: dict[str, Any], bounded: Any, strict: Any
+) -> dict[str, Any]:
     counts = {label: r["counts"] for label, r in run["results"].items()}
     # How old the values were that reads returned after they had been
     # overwritten (strict violations): the cross-process propagation delay
@@ -426,7 +440,9 @@ def summary(run: dict[str, Any], stale: dict[str, Any], bounded: Any, strict: An
     ages = sorted(v.stale_by for v in strict.violations if v.stale_by is not None)
     return {
         "strict_stale_age_p50_ms": round(ages[len(ages) // 2] * 1000, 2) if ages else 0.0,
-        "strict_stale_age_p99_ms": round(ages[int(0.99 * (len(ages) - 1))] * 1000, 2) if ages else 0.0,
+        "strict_stale_age_p99_ms": (
+            round(ages[int(0.99 * (len(ages) - 1))] * 1000, 2) if ages else 0.0
+        ),
         "ops": counts,
         "errors": sum(r["error_count"] for r in run["results"].values()),
         "stale_keys": len(stale),
@@ -438,7 +454,9 @@ def summary(run: dict[str, Any], stale: dict[str, Any], bounded: Any, strict: An
     }
 
 
-def test_stress_two_processes_leave_no_stale_keys(redis_url: str, prefix: str, tmp_path: Path) -> None:
+def test_stress_two_processes_leave_no_stale_keys(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
     """2 processes x (2 writers + 3 readers) for 3 s: 0 stale keys, 0 bounded(1 s) violations."""
     run = run_stress(redis_url, prefix, tmp_path, naive=False)
     errors = [e for r in run["results"].values() for e in r["errors"]]
@@ -457,7 +475,8 @@ def test_stress_two_processes_leave_no_stale_keys(redis_url: str, prefix: str, t
 
 
 def test_stress_naive_fill_control_is_caught(redis_url: str, prefix: str, tmp_path: Path) -> None:
-    """The same stress with unfenced GET/SET fills: the final-state check or the checker finds staleness."""
+    """The same stress with unfenced GET/SET fills: the final-state check or the checker finds
+    staleness."""
     # The naive readers pause 30 ms between loading and filling (a preemption
     # or GC pause). A key ends stale only if its last write lands inside such
     # a pause, which a run of 3 s did for 3 to 9 of the 20 keys in 13 runs on

@@ -525,7 +525,8 @@ def test_planted_pickle_never_executes(plain_port: int, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     control = tmp_path / "control"
     payload = pickle.dumps(_Planted(control))
-    pickle.loads(payload).close()  # the payload is live: loading it creates its file
+    # The payload is live: loading it (our own, on purpose) creates its file.
+    pickle.loads(payload).close()  # noqa: S301 - our own payload, loaded to prove it runs
     assert control.exists()
     payload = pickle.dumps(_Planted(marker))
 
@@ -534,7 +535,9 @@ def test_planted_pickle_never_executes(plain_port: int, tmp_path: Path) -> None:
         "zero-signature": _envelope(b"\x03" + b"\x00" * 32 + payload),
         "no-signature": _envelope(b"\x03" + payload),
         # Well formed and signed for this very namespace and key, but not with our key.
-        "other-key": _envelope(forged.dumps_for(_Planted(marker), signing_context("pk1", "sec", "s:other-key"))),
+        "other-key": _envelope(
+            forged.dumps_for(_Planted(marker), signing_context("pk1", "sec", "s:other-key"))
+        ),
         "bare-pickle": payload,
         "bare-format-byte": b"\x03" + b"\x00" * 32 + payload,
     }
@@ -556,7 +559,7 @@ def test_planted_pickle_never_executes(plain_port: int, tmp_path: Path) -> None:
             assert ns.get(name, "DEFAULT") == "DEFAULT", name
             assert _l2(ns)["undecodable"] == n, (name, ns.stats())
             assert not marker.exists(), f"the planted payload {name!r} was unpickled"
-        assert ns.get_many(list(plants)) in ({}, {k: None for k in plants})
+        assert ns.get_many(list(plants)) in ({}, dict.fromkeys(plants))
         assert not marker.exists()
     finally:
         cache.close()

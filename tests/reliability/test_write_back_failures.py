@@ -20,7 +20,8 @@ FLUSH_TRIES = 200
 
 
 class FlakyStore(tc.MappingStore):
-    """A MappingStore whose first ``fail_first`` writes fail, and that always refuses poison keys."""
+    """A MappingStore whose first ``fail_first`` writes fail, and that always refuses poison
+    keys."""
 
     def __init__(self, fail_first: int = 0, poison: Sequence[Any] = ()) -> None:
         super().__init__()
@@ -148,7 +149,8 @@ def test_background_flush_retries_too(make_ns: Any) -> None:
 
 
 def test_poison_key_is_dead_lettered_and_replayable(make_ns: Any) -> None:
-    """A key the store always refuses is dead-lettered after max_attempts; the others are written."""
+    """A key the store always refuses is dead-lettered after max_attempts; the others are
+    written."""
     store = FlakyStore(poison=["bad"])
     ns = make_ns(store, max_attempts=3)
     ns.set_many({"bad": {"v": 1}, **{f"ok{i}": i for i in range(5)}})
@@ -172,7 +174,8 @@ def test_poison_key_is_dead_lettered_and_replayable(make_ns: Any) -> None:
 
 
 def test_replay_never_overwrites_a_newer_write(make_ns: Any) -> None:
-    """A dead letter replayed after a newer write to its key leaves the newer value to be written."""
+    """A dead letter replayed after a newer write to its key leaves the newer value to be
+    written."""
     store = FlakyStore(poison=["bad"])
     ns = make_ns(store, max_attempts=2)
     ns.set("bad", "v1")

@@ -1,4 +1,5 @@
-"""AsyncCache against the real Redis: the namespace API as coroutines, lifecycle, a loop that never stalls."""
+"""AsyncCache against the real Redis: the namespace API as coroutines, lifecycle, a loop that never
+stalls."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def make_cache(redis_url: str, prefix: str, **options: Any) -> tc.AsyncCache:
 
 
 def test_get_set_get_many_delete(redis_url: str, prefix: str) -> None:
-    """set/get/get_many/delete are coroutines with Cache's semantics (None a value, MISSING for absent)."""
+    """set/get/get_many/delete are coroutines with Cache's semantics (None a value, MISSING for
+    absent)."""
     data: dict[Any, Any] = {"stored": "from-store"}
 
     async def main() -> None:
@@ -73,7 +75,8 @@ def test_get_set_get_many_delete(redis_url: str, prefix: str) -> None:
 def test_invalidate_and_invalidate_all_drop_cached_copies_only(
     redis_url: str, prefix: str, redis_client: Any
 ) -> None:
-    """invalidate drops L1 and the real Redis copy of one key; invalidate_all the namespace's; the store keeps them."""
+    """invalidate drops L1 and the real Redis copy of one key; invalidate_all the namespace's; the
+    store keeps them."""
     data: dict[Any, Any] = {"a": 1, "b": 2}
 
     async def main() -> None:
@@ -130,7 +133,8 @@ def test_flush_close_and_async_with(redis_url: str, prefix: str) -> None:
 
 
 def test_get_many_with_a_coroutine_loader(redis_url: str, prefix: str) -> None:
-    """await ns.get_many(keys, loader=async_fn): one call with just the missing keys; the answer is cached."""
+    """await ns.get_many(keys, loader=async_fn): one call with just the missing keys; the answer is
+    cached."""
     calls: list[list[Any]] = []
 
     async def loader(keys: list[Any]) -> dict[Any, Any]:
@@ -198,7 +202,8 @@ def test_l1_hit_does_not_touch_redis(redis_url: str, prefix: str) -> None:
 
 
 async def _max_gap_while(work: Awaitable[Any]) -> tuple[Any, float, int]:
-    """Run ``work`` beside a 10 ms ticker: its result, the longest gap between ticks, the tick count."""
+    """Run ``work`` beside a 10 ms ticker: its result, the longest gap between ticks, the tick
+    count."""
     ticks: list[float] = []
     done = asyncio.Event()
 
@@ -229,7 +234,9 @@ def test_slow_function_store_does_not_block_the_loop() -> None:
         return f"loaded-{key}"
 
     async def main() -> None:
-        async with tc.AsyncCache(tiers=[tc.MemoryTier()], store=tc.FunctionStore(load=slow_load)) as cache:
+        async with tc.AsyncCache(
+            tiers=[tc.MemoryTier()], store=tc.FunctionStore(load=slow_load)
+        ) as cache:
             ns = cache.namespace("slow")
             value, gap, ticks = await _max_gap_while(ns.get("k"))
             assert value == "loaded-k"

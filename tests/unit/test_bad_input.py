@@ -92,7 +92,9 @@ def unchanged(world: World, action: Callable[[], Any], error: type[BaseException
     before = world.snapshot()
     with pytest.raises(error) as info:
         action()
-    assert isinstance(info.value, tc.TiercacheError), f"{type(info.value).__name__} is not a TiercacheError"
+    assert isinstance(info.value, tc.TiercacheError), (
+        f"{type(info.value).__name__} is not a TiercacheError"
+    )
     assert world.snapshot() == before
     return info.value
 
@@ -113,7 +115,8 @@ BAD_VALUES = {
 @pytest.mark.parametrize("key", ["a", "new"], ids=["existing key", "new key"])
 @pytest.mark.parametrize("value", list(BAD_VALUES.values()), ids=list(BAD_VALUES))
 def test_unserializable_value_in_set_changes_nothing(world: World, value: Any, key: str) -> None:
-    """set() of a value the serializer refuses raises SerializationError before touching anything."""
+    """set() of a value the serializer refuses raises SerializationError before touching
+    anything."""
     unchanged(world, lambda: world.ns.set(key, value), SerializationError)
 
 
@@ -125,13 +128,16 @@ def test_one_bad_value_in_set_many_writes_nothing(world: World, value: Any) -> N
 
 
 def test_value_over_max_value_bytes_is_refused(world: World) -> None:
-    """A value larger than max_value_bytes once serialized raises ValueTooLargeError; nothing is written."""
+    """A value larger than max_value_bytes once serialized raises ValueTooLargeError; nothing is
+    written."""
     big = "x" * LIMIT
     assert len(MsgpackSerializer().dumps(big)) > LIMIT
     err = unchanged(world, lambda: world.ns.set("big", big), ValueTooLargeError)
     assert isinstance(err, SerializationError)
     unchanged(world, lambda: world.ns.set("a", big), ValueTooLargeError)
-    unchanged(world, lambda: world.ns.set_many({"new1": 1, "big": big, "new2": 2}), ValueTooLargeError)
+    unchanged(
+        world, lambda: world.ns.set_many({"new1": 1, "big": big, "new2": 2}), ValueTooLargeError
+    )
 
 
 def test_value_of_exactly_max_value_bytes_is_accepted(world: World) -> None:
@@ -185,7 +191,8 @@ OPERATIONS: dict[str, Callable[[tc.Namespace, Any], Any]] = {
 def test_unsupported_key_raises_invalid_key_error_and_changes_nothing(
     world: World, key: Any, op: str
 ) -> None:
-    """float, bool, None, list, dict, object keys (alone or in tuples) raise InvalidKeyError everywhere."""
+    """float, bool, None, list, dict, object keys (alone or in tuples) raise InvalidKeyError
+    everywhere."""
     unchanged(world, lambda: OPERATIONS[op](world.ns, key), InvalidKeyError)
 
 
@@ -236,7 +243,8 @@ def test_bad_keys_equal_to_good_ones_are_not_silently_merged(
 
 @pytest.mark.parametrize("op", ["get", "set", "delete", "invalidate"])
 def test_str_key_with_lone_surrogate_works_or_is_refused_cleanly(world: World, op: str) -> None:
-    """A str key holding a lone surrogate is either a working key or an InvalidKeyError that changes nothing."""
+    """A str key holding a lone surrogate is either a working key or an InvalidKeyError that changes
+    nothing."""
     key = "bad\ud800"
     before = world.snapshot()
     try:
@@ -257,7 +265,8 @@ BAD_NAMES = ["", "a:b", "a b", "x" * 65, None, "a*", "#ver", "é", 42]
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
 def test_malformed_namespace_name_is_refused(world: World, name: Any) -> None:
-    """cache.namespace() with an empty, too long, non-str or ':'/space/glob name raises ConfigurationError."""
+    """cache.namespace() with an empty, too long, non-str or ':'/space/glob name raises
+    ConfigurationError."""
     unchanged(world, lambda: world.cache.namespace(name), ConfigurationError)
 
 
@@ -276,8 +285,11 @@ BAD_TTLS = [-1, 0, 0.0, -0.5, float("nan"), float("inf"), float("-inf"), timedel
 
 @pytest.mark.parametrize("ttl", BAD_TTLS, ids=repr)
 @pytest.mark.parametrize("option", ["ttl", "negative_ttl"])
-def test_bad_namespace_ttl_is_refused_and_creates_nothing(world: World, ttl: Any, option: str) -> None:
-    """namespace(ttl=...) / negative_ttl with a non-positive, non-finite or non-number raises ConfigurationError."""
+def test_bad_namespace_ttl_is_refused_and_creates_nothing(
+    world: World, ttl: Any, option: str
+) -> None:
+    """namespace(ttl=...) / negative_ttl with a non-positive, non-finite or non-number raises
+    ConfigurationError."""
     unchanged(world, lambda: world.cache.namespace("fresh", **{option: ttl}), ConfigurationError)
     assert world.cache.namespace("fresh").config.ttl is None
 
@@ -298,7 +310,8 @@ def test_bad_redis_tier_ttl_is_refused(ttl: Any) -> None:
 
 @pytest.mark.parametrize("ttl", [*BAD_TTLS, None], ids=repr)
 def test_bad_ttl_strategy_is_refused(ttl: Any) -> None:
-    """TTL(...) needs a positive, finite time: anything else (None included) raises ConfigurationError."""
+    """TTL(...) needs a positive, finite time: anything else (None included) raises
+    ConfigurationError."""
     with pytest.raises(ConfigurationError):
         tc.TTL(ttl)
 
@@ -348,7 +361,8 @@ def test_every_public_exception_is_a_tiercache_error() -> None:
 
 
 def test_no_public_exception_shadows_a_builtin() -> None:
-    """No exception tiercache exposes is named like a builtin (TimeoutError, ConnectionError, ...)."""
+    """No exception tiercache exposes is named like a builtin (TimeoutError, ConnectionError,
+    ...)."""
     shadowing = [name for name in _public_exceptions() if hasattr(builtins, name.rsplit(".", 1)[1])]
     assert shadowing == []
 

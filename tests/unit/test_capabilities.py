@@ -51,7 +51,8 @@ def test_the_versioned_face_keeps_every_capability(redis_tier: Any, capability: 
 
 
 def test_redis_tier_view_has_every_operation(redis_tier: Any) -> None:
-    """Its view carries lease, journal and version operations and a single-key read; no L1 lookup."""
+    """Its view carries lease, journal and version operations and a single-key read; no L1
+    lookup."""
     view = TierView(redis_tier)
     assert view.shared and view.serialized
     assert view.lease is not None and view.journal is not None and view.versions is not None
@@ -59,7 +60,8 @@ def test_redis_tier_view_has_every_operation(redis_tier: Any) -> None:
 
 
 def test_memory_tier_is_a_local_lookup_and_not_shared() -> None:
-    """MemoryTier: in-process (a raw lookup, a one-entry fill, never blocks), not shared, no journal."""
+    """MemoryTier: in-process (a raw lookup, a one-entry fill, never blocks), not shared, no
+    journal."""
     tier = tc.MemoryTier()
     assert isinstance(tier, LocalLookup) and isinstance(tier, NonBlocking)
     for capability in (Shared, Leasing, Journaling, Versioning, SingleKeyRead, AsyncTier):

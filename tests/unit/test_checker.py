@@ -246,13 +246,13 @@ def test_save_and_load_file(tmp_path: Path) -> None:
 def test_bad_arguments_are_refused() -> None:
     """Unknown modes and kinds, negative windows and backwards times raise ValueError."""
     h = History()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="mode must be"):
         check(h, mode="eventual")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="window must be"):
         check(h, mode="bounded", window=-1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="kind must be one of"):
         h.add("update", "k", 1, 0.0, 1.0)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot complete"):
         h.add("write", "k", 1, 2.0, 1.0)
 
 

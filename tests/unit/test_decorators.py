@@ -233,7 +233,7 @@ def test_equal_looking_arguments_of_different_types_are_different_calls(cache: t
 
 
 @pytest.mark.parametrize(
-    "a, b",
+    ("a", "b"),
     [
         ({"a": 1}, ("d", (("a", 1),))),
         ([1, 2], ("l", (1, 2))),
@@ -304,7 +304,8 @@ def _keys_in_subprocess(hash_seed: str) -> list[str]:
 
 
 def test_keys_are_stable_across_processes_and_restarts() -> None:
-    """cache_key of ints, strs, floats, None, dicts, lists, tuples, sets, datetimes is the same everywhere."""
+    """cache_key of ints, strs, floats, None, dicts, lists, tuples, sets, datetimes is the same
+    everywhere."""
     local = computed_keys()
     assert len(local) == 4 * len(KEY_CASES)
     assert _keys_in_subprocess("1") == local
@@ -444,7 +445,8 @@ def test_stale_while_revalidate_serves_old_value_and_refreshes_once(
 
 
 def test_async_stale_while_revalidate_refreshes_once_in_the_background() -> None:
-    """An async function: after ttl the old value is served while one background task refreshes it."""
+    """An async function: after ttl the old value is served while one background task refreshes
+    it."""
     calls: list[int] = []
 
     async def main() -> None:
@@ -475,7 +477,8 @@ def test_async_stale_while_revalidate_refreshes_once_in_the_background() -> None
 def test_stale_while_revalidate_follows_the_injected_clock(
     cache: tc.Cache, clock: FakeClock
 ) -> None:
-    """Soft expiry is read from Cache(clock=): advancing the fake clock past ttl triggers the refresh."""
+    """Soft expiry is read from Cache(clock=): advancing the fake clock past ttl triggers the
+    refresh."""
     calls: list[int] = []
 
     @cache.cached(ttl=10, stale_while_revalidate=30)
@@ -486,7 +489,9 @@ def test_stale_while_revalidate_follows_the_injected_clock(
     assert f(1) == 1
     clock.advance(11)
     assert f(1) == 1, "the stale value is served"
-    assert wait_until(lambda: len(calls) == 2, 2.0), "no background refresh after ttl on the fake clock"
+    assert wait_until(lambda: len(calls) == 2, 2.0), (
+        "no background refresh after ttl on the fake clock"
+    )
     assert wait_until(lambda: f(1) == 2)
 
 
@@ -607,7 +612,8 @@ def test_async_function_key_semantics_and_awaitable_invalidate_refresh(cache: tc
 
 
 def test_decorator_preserves_name_doc_and_kind(cache: tc.Cache) -> None:
-    """functools.wraps: __name__, __doc__, __wrapped__; an async function stays a coroutine function."""
+    """functools.wraps: __name__, __doc__, __wrapped__; an async function stays a coroutine
+    function."""
 
     def plain(x: int) -> int:
         """Plain docs."""

@@ -483,7 +483,8 @@ CASES: list[Case] = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_the_shortcut_equals_the_general_path(twins: Any, case: Case) -> None:
-    """Each row's script returns the same and leaves the same journal, L1, fences, counters, store."""
+    """Each row's script returns the same and leaves the same journal, L1, fences, counters,
+    store."""
     pair = twins(**case.options)
     if case.setup is not None:
         both(pair, case.setup)

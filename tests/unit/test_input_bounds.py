@@ -14,7 +14,8 @@ TOO_LONG = [1e16, 1e17, MAX_TTL * 2, timedelta(days=365 * 101)]
 
 @pytest.mark.parametrize("ttl", TOO_LONG)
 def test_a_ttl_past_max_ttl_is_refused_everywhere_it_is_given(ttl: float | timedelta) -> None:
-    """ttl=1e17 (struct.error on every miss) and 1e16 (never cached in Redis) are refused when given."""
+    """ttl=1e17 (struct.error on every miss) and 1e16 (never cached in Redis) are refused when
+    given."""
     with pytest.raises(tc.ConfigurationError, match="100 years"):
         tc.MemoryTier(ttl=ttl)
     with pytest.raises(tc.ConfigurationError, match="100 years"):

@@ -117,7 +117,8 @@ class _Str(str):
     ids=repr,
 )
 def test_unsupported_key_types_are_refused(key: Any) -> None:
-    """bool, float, None, list, dict, sets, other objects (also inside tuples) raise InvalidKeyError."""
+    """bool, float, None, list, dict, sets, other objects (also inside tuples) raise
+    InvalidKeyError."""
     with pytest.raises(InvalidKeyError):
         encode_key(key)
 
@@ -153,7 +154,8 @@ def test_check_name_accepts_simple_names(name: str) -> None:
     ids=repr,
 )
 def test_check_name_refuses_malformed_names(name: Any) -> None:
-    """Empty, too long, non-str names and names with : space * ? [ ] # etc. raise ConfigurationError."""
+    """Empty, too long, non-str names and names with : space * ? [ ] # etc. raise
+    ConfigurationError."""
     with pytest.raises(ConfigurationError):
         check_name("namespace", name)
 

@@ -190,7 +190,8 @@ def test_a_set_value_is_read_back(build: Build, stack: str, with_store: bool) ->
 
 @pytest.mark.parametrize("stack", WITH_REDIS)
 def test_pure_cache_set_reaches_redis_for_other_caches(build: Build, stack: str) -> None:
-    """In a namespace without a store, a value set by one cache is read by another cache on the same Redis."""
+    """In a namespace without a store, a value set by one cache is read by another cache on the same
+    Redis."""
     rig = build(stack)
     reader = build("redis")
     rig.ns.set("k", "shared")
@@ -210,7 +211,7 @@ def test_store_hit_fills_every_tier(build: Build, stack: str) -> None:
     if rig.redis is not None:
         assert rig.in_redis("k")
     assert rig.ns.get("k") == [1, 2]
-    assert rig.hits() == {**{n: 0 for n in rig.layers}, rig.layers[0]: 1, "store": 1}
+    assert rig.hits() == {**dict.fromkeys(rig.layers, 0), rig.layers[0]: 1, "store": 1}
     assert rig.store is not None and len(rig.store.loads) == 1
 
 
@@ -274,7 +275,8 @@ def test_none_loaded_from_the_store_is_cached(build: Build, stack: str) -> None:
 def test_get_many_is_one_round_trip_per_layer_and_keeps_order(
     build: Build, stack: str, with_store: bool
 ) -> None:
-    """get_many asks each tier once and the store once, and returns the found keys in request order."""
+    """get_many asks each tier once and the store once, and returns the found keys in request
+    order."""
     rig = build(stack, with_store, count=True)
     cached = {f"c{i}": i for i in range(20)}
     rig.seed(cached)
@@ -284,7 +286,7 @@ def test_get_many_is_one_round_trip_per_layer_and_keeps_order(
     tiers: list[CountingTier] = rig.cache.tiers  # type: ignore[assignment]
     before = [dict(t.calls) for t in tiers]
     found = rig.ns.get_many(wanted)
-    for tier, calls in zip(tiers, before):
+    for tier, calls in zip(tiers, before, strict=True):
         assert tier.calls.get("get_many", 0) - calls.get("get_many", 0) == 1
     expected = {k: cached[k] for k in wanted if k in cached}
     if rig.store is not None:
@@ -297,7 +299,8 @@ def test_get_many_is_one_round_trip_per_layer_and_keeps_order(
 
 
 def test_get_many_mixes_layers_in_one_call(build: Build) -> None:
-    """One get_many gathers L1 hits, L2 hits and store hits, asking each layer only for what is left."""
+    """One get_many gathers L1 hits, L2 hits and store hits, asking each layer only for what is
+    left."""
     rig = build("memory+redis", {"s": "store"}, count=True)
     rig.seed({"both": "L1 and L2"})
     rig.plant_l2("l2", "L2 only")
@@ -305,7 +308,9 @@ def test_get_many_mixes_layers_in_one_call(build: Build) -> None:
     l1.calls.clear()
     l2.calls.clear()
     before = rig.hits()
-    assert rig.ns.get_many(["s", "none", "l2", "both"]) == {"s": "store", "l2": "L2 only", "both": "L1 and L2"}
+    assert rig.ns.get_many(["s", "none", "l2", "both"]) == {
+        "s": "store", "l2": "L2 only", "both": "L1 and L2"
+    }
     assert l1.calls.get("get_many") == 1 and l2.calls.get("get_many") == 1
     assert rig.store is not None and rig.store.loads == [["s", "none"]]
     after = rig.hits()
@@ -324,7 +329,8 @@ def test_get_many_deduplicates_keys(build: Build) -> None:
 def test_get_many_loader_is_called_once_with_only_missing_keys(
     build: Build, stack: str, with_store: bool
 ) -> None:
-    """loader= gets just the keys no tier has, once; its answers are cached, the store is not asked."""
+    """loader= gets just the keys no tier has, once; its answers are cached, the store is not
+    asked."""
     rig = build(stack, with_store)
     rig.seed({1: "one", 2: "two"})
     calls: list[list[Any]] = []
@@ -336,7 +342,9 @@ def test_get_many_loader_is_called_once_with_only_missing_keys(
     assert rig.ns.get_many([1, 3, 2, 4, 5, 6], loader=loader) == {
         1: "one", 3: "loaded 3", 2: "two", 4: "loaded 4", 5: "loaded 5"}
     assert calls == [[3, 4, 5, 6]]
-    assert rig.ns.get_many([3, 4, 5, 1], loader=loader) == {3: "loaded 3", 4: "loaded 4", 5: "loaded 5", 1: "one"}
+    assert rig.ns.get_many([3, 4, 5, 1], loader=loader) == {
+        3: "loaded 3", 4: "loaded 4", 5: "loaded 5", 1: "one"
+    }
     assert calls == [[3, 4, 5, 6]]
     assert rig.ns.get(4) == "loaded 4"
     if rig.store is not None:
@@ -425,7 +433,8 @@ def test_backfill_of_an_l2_copy_without_expiry_uses_l1_ceiling(build: Build) -> 
 
 @pytest.mark.parametrize("stack", WITH_MEMORY)
 def test_store_fill_uses_each_tiers_ceiling(build: Build, stack: str) -> None:
-    """A store hit fills L1 with min(L1 ttl, namespace ttl) and L2 with min(L2 ttl, namespace ttl)."""
+    """A store hit fills L1 with min(L1 ttl, namespace ttl) and L2 with min(L2 ttl, namespace
+    ttl)."""
     rig = build(stack, {"k": 1}, l1_ttl=20, l2_ttl=5, ttl=60)
     assert rig.ns.get("k") == 1
     assert rig.memory is not None
@@ -472,7 +481,8 @@ def test_ttl_invalidation_sets_the_ceiling(build: Build, stack: str) -> None:
 
 
 def test_memory_copy_expires_on_the_cache_clock(build: Build) -> None:
-    """A namespace ttl expires L1 copies when the injected clock passes it, then the store is asked."""
+    """A namespace ttl expires L1 copies when the injected clock passes it, then the store is
+    asked."""
     rig = build("memory", {"k": 1}, ttl=10)
     assert rig.ns.get("k") == 1
     rig.clock.advance(9.9)
@@ -532,7 +542,8 @@ def other_prefix(redis_url: str, redis_client: Any, prefix: str) -> Iterator[str
 def test_invalidate_all_removes_only_this_namespace(
     build: Build, other_writer: Writer, redis_client: Any, other_prefix: str
 ) -> None:
-    """invalidate_all empties this namespace in L1 and Redis; namespaces "ab", "b" and another prefix keep theirs."""
+    """invalidate_all empties this namespace in L1 and Redis; namespaces "ab", "b" and another
+    prefix keep theirs."""
     items = {"1": 1, "2": 2, ("t", 3): 3}
     rig = build("memory+redis", items)
     a, ab, b = rig.ns, rig.cache.namespace("ab"), rig.cache.namespace("b")
@@ -547,7 +558,9 @@ def test_invalidate_all_removes_only_this_namespace(
     assert len(_scan(redis_client, f"{other_prefix}:ns:*")) == 3
     assert not rig.in_memory("1")
     assert rig.memory is not None
-    assert rig.memory.get_many([rig.full("1", "ab"), rig.full("1", "b")], rig.clock()) != [None, None]
+    assert rig.memory.get_many(
+        [rig.full("1", "ab"), rig.full("1", "b")], rig.clock()
+    ) != [None, None]
     assert rig.store is not None and rig.store.mapping["1"] == 1
     assert a.get("1") == 1  # from the store again
     assert ab.get("1") == 1 and rig.layer("L1:memory")["hits"] == 0
@@ -567,7 +580,8 @@ def test_invalidate_all_under_versioned_hides_old_copies(build: Build) -> None:
 
 
 def test_namespace_returns_the_same_object(build: Build) -> None:
-    """namespace(name) twice returns one object; asking with no options returns the configured one."""
+    """namespace(name) twice returns one object; asking with no options returns the configured
+    one."""
     rig = build("memory", ttl=5)
     assert rig.cache.namespace("ns") is rig.ns
     assert rig.cache.namespace("x") is rig.cache.namespace("x")
@@ -589,8 +603,11 @@ def test_namespace_with_the_same_options_returns_the_same_object(build: Build) -
      {"serializer": tc.JSONSerializer()}],
     ids=lambda o: next(iter(o)),
 )
-def test_conflicting_options_raise_configuration_error(build: Build, options: dict[str, Any]) -> None:
-    """Redefining an existing namespace with other options raises ConfigurationError and changes nothing."""
+def test_conflicting_options_raise_configuration_error(
+    build: Build, options: dict[str, Any]
+) -> None:
+    """Redefining an existing namespace with other options raises ConfigurationError and changes
+    nothing."""
     rig = build("memory", ttl=5)
     with pytest.raises(ConfigurationError):
         rig.cache.namespace("ns", **options)
@@ -635,7 +652,8 @@ def test_configure_write_back_then_back_flushes_pending_writes(build: Build) -> 
 
 @pytest.mark.parametrize("options", [{"write": "through"}, {"invalidation": 60}], ids=repr)
 def test_configure_refuses_non_policies(build: Build, options: dict[str, Any]) -> None:
-    """configure() with something that is not a policy raises ConfigurationError and changes nothing."""
+    """configure() with something that is not a policy raises ConfigurationError and changes
+    nothing."""
     rig = build("memory")
     before = rig.ns.config
     with pytest.raises(ConfigurationError):
@@ -648,7 +666,8 @@ def test_configure_refuses_non_policies(build: Build, options: dict[str, Any]) -
 
 @pytest.mark.parametrize("stack", WITH_MEMORY)
 def test_default_reads_return_the_cached_object_itself(build: Build, stack: str) -> None:
-    """Pitfall (documented): without copy=True an L1 hit is the cached object; mutating it mutates the cache."""
+    """Pitfall (documented): without copy=True an L1 hit is the cached object; mutating it mutates
+    the cache."""
     rig = build(stack)
     rig.ns.set("k", {"list": [1]})
     first = rig.ns.get("k")
@@ -689,7 +708,8 @@ def test_close_closes_every_tier_once(redis_url: str, prefix: str) -> None:
 
 
 def test_context_manager_closes_and_flushes(redis_url: str, prefix: str) -> None:
-    """Leaving `with Cache(...)` flushes write-back buffers, closes tiers and stops the bus thread."""
+    """Leaving `with Cache(...)` flushes write-back buffers, closes tiers and stops the bus
+    thread."""
     memory = tc.MemoryTier()
     counting = CountingTier(tc.RedisTier(redis_url))
     store = tc.MappingStore()
@@ -715,9 +735,14 @@ def _bus_threads() -> set[threading.Thread]:
 def test_context_manager_closes_on_error(prefix: str) -> None:
     """An exception inside the with-block still closes the cache, and propagates."""
     memory = CountingTier(tc.MemoryTier())
-    with pytest.raises(RuntimeError), tc.Cache(tiers=[memory], prefix=prefix) as cache:  # type: ignore[list-item]
-        cache.namespace("ns").set("k", 1)
-        raise RuntimeError("boom")
+
+    def use_then_fail() -> None:
+        with tc.Cache(tiers=[memory], prefix=prefix) as cache:  # type: ignore[list-item]
+            cache.namespace("ns").set("k", 1)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        use_then_fail()
     assert memory.calls.get("close") == 1
 
 
@@ -729,7 +754,8 @@ LATENCY_KEYS = {"count", "mean_us", "p50_us", "p99_us"}
 
 
 def test_stats_shape(build: Build) -> None:
-    """cache.stats() has namespaces -> tiers/store/bus_errors and per-tier size info; counts add up."""
+    """cache.stats() has namespaces -> tiers/store/bus_errors and per-tier size info; counts add
+    up."""
     rig = build("memory+redis", {"s": 1})
     rig.ns.set("k", 1)
     rig.ns.get("k")
@@ -742,7 +768,7 @@ def test_stats_shape(build: Build) -> None:
     assert {"tiers", "store", "bus_errors"} <= set(ns)
     assert list(ns["tiers"]) == ["L1:memory", "L2:redis"]
     for layer in [*ns["tiers"].values(), ns["store"]]:
-        assert LAYER_KEYS <= set(layer)
+        assert set(layer) >= LAYER_KEYS
         assert set(layer["latency"]) == LATENCY_KEYS
         assert layer["requests"] == layer["hits"] + layer["misses"]
     l1, l2, store = ns["tiers"]["L1:memory"], ns["tiers"]["L2:redis"], ns["store"]
@@ -783,7 +809,8 @@ def _keys_sharing_a_fence_slot(ns: tc.Namespace) -> tuple[str, str]:
 
 
 def test_set_many_of_keys_sharing_a_fence_slot_keeps_both() -> None:
-    """Keys of one set_many sharing a fence slot are not taken for raced: a pure cache keeps both."""
+    """Keys of one set_many sharing a fence slot are not taken for raced: a pure cache keeps
+    both."""
     with tc.Cache(tiers=[tc.MemoryTier()], bus=False) as cache:
         ns = cache.namespace("pure")
         a, b = _keys_sharing_a_fence_slot(ns)
@@ -793,7 +820,8 @@ def test_set_many_of_keys_sharing_a_fence_slot_keeps_both() -> None:
 
 
 def test_fence_moved_alone_excludes_a_key_another_change_touched() -> None:
-    """Between a change's two bumps, a key bumped by someone else is excluded; its slot-mates are not."""
+    """Between a change's two bumps, a key bumped by someone else is excluded; its slot-mates are
+    not."""
     from tiercache._engine.flight import Fence
 
     fence = Fence(slots=1)  # every key shares the one slot

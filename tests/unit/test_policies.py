@@ -1,4 +1,5 @@
-"""Each write policy alone, against the in-memory fakes of tiercache.testing: no namespace, no Redis."""
+"""Each write policy alone, against the in-memory fakes of tiercache.testing: no namespace, no
+Redis."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def plain_stack(store: bool = True) -> FakeTarget:
 
 
 def test_write_through_saves_first_then_drops_the_shared_copy() -> None:
-    """WriteThrough with a store: save, then delete-on-write in shared tiers; L1 left to the namespace."""
+    """WriteThrough with a store: save, then delete-on-write in shared tiers; L1 left to the
+    namespace."""
     target = FakeTarget([FakeTier("l1"), FakeJournalTier("l2")], FakeStore())
     target.tiers[1].data[target.tier_key("k")] = b"old"
     policy = tc.WriteThrough()
@@ -102,14 +104,17 @@ def test_write_back_is_frozen_configuration_and_each_start_has_its_own_journal()
     assert isinstance(ja, WriteBackJournal) and ja is not jb
     run(ja.write(context(a, {"k": 1}), a))
     assert list(ja.local) == ["s:k"] and jb.local == {}
-    assert policy == tc.WriteBack(flush_interval=60) and hash(policy) == hash(tc.WriteBack(flush_interval=60))
+    assert policy == tc.WriteBack(flush_interval=60) and hash(policy) == hash(
+        tc.WriteBack(flush_interval=60)
+    )
 
 
 # -- WriteBack: the in-process journal ------------------------------------------------------
 
 
 def test_write_back_journals_in_process_and_flushes_coalesced() -> None:
-    """Writes wait in the journal (the store untouched); one flush writes each key's last value once."""
+    """Writes wait in the journal (the store untouched); one flush writes each key's last value
+    once."""
     target = plain_stack()
     journal = started(tc.WriteBack(flush_interval=60), target)
     for value in (1, 2, 3):
@@ -124,7 +129,8 @@ def test_write_back_journals_in_process_and_flushes_coalesced() -> None:
 
 
 def test_write_back_delete_is_a_pending_tombstone() -> None:
-    """A delete is journaled (pending reads it as MISSING), drops the copies, and erases on flush."""
+    """A delete is journaled (pending reads it as MISSING), drops the copies, and erases on
+    flush."""
     target = FakeTarget([FakeTier("l1")], FakeStore({"k": 1}))
     journal = started(tc.WriteBack(flush_interval=60), target)
     key = target.tier_key("k")
@@ -136,7 +142,8 @@ def test_write_back_delete_is_a_pending_tombstone() -> None:
 
 
 def test_write_back_refuses_past_max_pending_when_the_store_does_not_take_them() -> None:
-    """Back-pressure: a full journal flushes first; if the store fails, CapacityError and nothing added."""
+    """Back-pressure: a full journal flushes first; if the store fails, CapacityError and nothing
+    added."""
     target = plain_stack()
     journal = started(tc.WriteBack(flush_interval=60, max_pending=2), target)
     run(journal.write(context(target, {"a": 1, "b": 2}), target))
@@ -188,7 +195,8 @@ def test_write_back_journals_in_the_shared_tier_with_its_copy_and_announcement()
 
 
 def test_write_back_writes_through_when_the_journal_tier_is_away() -> None:
-    """Journal unreachable: the store is written at once and the shared copies filled; no announcement."""
+    """Journal unreachable: the store is written at once and the shared copies filled; no
+    announcement."""
     target = FakeTarget([FakeTier("l1"), FakeJournalTier("l2")], FakeStore(), announce=True)
     target.tiers[1].failing = True
     journal = started(tc.WriteBack(flush_interval=60), target)

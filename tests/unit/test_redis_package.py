@@ -137,10 +137,10 @@ def test_no_import_cycle_runs_through_the_redis_package_or_the_tiers() -> None:
 def test_public_names_stay_where_users_import_them() -> None:
     """tiercache.RedisTier, tiercache.tiers.RedisTier and the old module paths are one class."""
     from tiercache.redis import RedisTier
-    from tiercache.tiers import RedisTier as from_tiers
-    from tiercache.tiers.redis import RedisTier as from_old_module
+    from tiercache.tiers import RedisTier as TiersRedisTier
+    from tiercache.tiers.redis import RedisTier as OldModuleRedisTier
 
-    assert tiercache.RedisTier is RedisTier is from_tiers is from_old_module
+    assert tiercache.RedisTier is RedisTier is TiersRedisTier is OldModuleRedisTier
     old_bus = importlib.import_module("tiercache.bus")
     with pytest.warns(DeprecationWarning, match="tiercache.redis.bus"):
         assert old_bus.Bus is tiercache.redis.Bus

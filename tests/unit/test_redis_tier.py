@@ -123,7 +123,9 @@ def test_tier_ttl_caps_entry_ttls(redis_url: str, redis_client: Any, prefix: str
     """RedisTier(ttl=10) caps a 60 s entry and an entry without TTL at 10 s."""
     tier = tc.RedisTier(redis_url, ttl=10)
     try:
-        tier.set_many([(f"{prefix}:r:a", b"\x01\xc0", 60, 2), (f"{prefix}:r:b", b"\x01\xc0", None, 2)], 0.0)
+        tier.set_many(
+            [(f"{prefix}:r:a", b"\x01\xc0", 60, 2), (f"{prefix}:r:b", b"\x01\xc0", None, 2)], 0.0
+        )
         for key in ("a", "b"):
             assert 9_000 < redis_client.pttl(f"{prefix}:r:{key}") <= 10_000
     finally:
@@ -134,7 +136,9 @@ def test_get_many_reports_payload_and_remaining_ttl(redis_url: str, prefix: str)
     """get_many returns (payload bytes, remaining seconds) per hit and None per miss, in order."""
     tier = tc.RedisTier(redis_url)
     try:
-        tier.set_many([(f"{prefix}:r:a", b"\x01abc", 20, 4), (f"{prefix}:r:b", b"\x01xyz", None, 4)], 0.0)
+        tier.set_many(
+            [(f"{prefix}:r:a", b"\x01abc", 20, 4), (f"{prefix}:r:b", b"\x01xyz", None, 4)], 0.0
+        )
         a, missing, b = tier.get_many([f"{prefix}:r:a", f"{prefix}:r:zz", f"{prefix}:r:b"], 0.0)
         assert a is not None and a[0] == b"\x01abc" and 19 < a[1] <= 20  # type: ignore[index,operator]
         assert missing is None
@@ -342,7 +346,8 @@ def test_hung_server_is_bounded_by_timeout(black_hole: int, prefix: str) -> None
 def test_namespace_degrades_to_the_store_when_redis_is_down(
     down: str, black_hole: int, redis_url: str, prefix: str, make_cache: CacheFactory
 ) -> None:
-    """With Redis unreachable, get/get_many/set/delete work on the store, fast, and count tier errors."""
+    """With Redis unreachable, get/get_many/set/delete work on the store, fast, and count tier
+    errors."""
     port = free_port() if down == "refused" else black_hole
     store = tc.MappingStore({"k": "v", "j": "w"})
     cache = make_cache(
@@ -444,7 +449,8 @@ def test_url_and_client_together_are_refused(redis_client: Any) -> None:
     ids=repr,
 )
 def test_non_redis_urls_are_refused(url: Any) -> None:
-    """A URL that is not redis://, rediss:// or unix:// (or is malformed) raises ConfigurationError."""
+    """A URL that is not redis://, rediss:// or unix:// (or is malformed) raises
+    ConfigurationError."""
     with pytest.raises(ConfigurationError):
         tc.RedisTier(url)
 

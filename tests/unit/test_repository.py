@@ -1,4 +1,5 @@
-"""cache.wrap(): a repository behind a namespace: cached reads, writes through the policy, typing."""
+"""cache.wrap(): a repository behind a namespace: cached reads, writes through the policy,
+typing."""
 
 from __future__ import annotations
 
@@ -114,7 +115,8 @@ def test_wrap_with_get_many_only(cache: tc.Cache) -> None:
 
 
 def test_save_goes_through_to_the_repository_and_is_read_back(cache: tc.Cache) -> None:
-    """save_user writes the repository first (WriteThrough); the next read sees it without a load."""
+    """save_user writes the repository first (WriteThrough); the next read sees it without a
+    load."""
     repo = UserRepository({"1": ADA})
     users = full_wrap(cache, repo)
     assert users.get_user("1") == ADA
@@ -150,7 +152,8 @@ def test_other_methods_and_attributes_pass_through(cache: tc.Cache) -> None:
 
 
 def test_write_back_batches_saves_until_flush() -> None:
-    """Under WriteBack(ManualScheduler) saves wait for flush(), coalesced per key; reads see them."""
+    """Under WriteBack(ManualScheduler) saves wait for flush(), coalesced per key; reads see
+    them."""
     repo = UserRepository()
     with tc.Cache(tiers=[tc.MemoryTier()], scheduler=ManualScheduler()) as cache:
         users = full_wrap(cache, repo, write=tc.WriteBack())
@@ -167,7 +170,8 @@ def test_write_back_batches_saves_until_flush() -> None:
 
 
 def test_repository_errors_arrive_as_store_error_with_cause(cache: tc.Cache) -> None:
-    """An exception in a repository method reaches the caller as StoreError, __cause__ the original."""
+    """An exception in a repository method reaches the caller as StoreError, __cause__ the
+    original."""
     repo = UserRepository({"1": ADA})
     users = cache.wrap(repo, namespace="users", get="get_user", save="save_user")
     repo.fail = "get_user"
@@ -227,7 +231,8 @@ class AsyncUserRepository:
 
 
 def test_async_repository_under_async_cache(redis_url: str, prefix: str) -> None:
-    """Under AsyncCache (L1 + real Redis) coroutine methods are awaited; reads cached, writes through."""
+    """Under AsyncCache (L1 + real Redis) coroutine methods are awaited; reads cached, writes
+    through."""
     repo = AsyncUserRepository({"1": ADA})
 
     async def main() -> None:
@@ -253,7 +258,8 @@ def test_async_repository_under_async_cache(redis_url: str, prefix: str) -> None
 
 
 def test_async_repository_under_sync_cache_is_refused(cache: tc.Cache) -> None:
-    """A coroutine repository used from a sync Cache raises ConfigurationError, not a stray coroutine."""
+    """A coroutine repository used from a sync Cache raises ConfigurationError, not a stray
+    coroutine."""
     users = cache.wrap(AsyncUserRepository({"1": ADA}), namespace="async", get="get_user")
     with pytest.raises(tc.ConfigurationError, match="AsyncCache"):
         users.get_user("1")
@@ -292,7 +298,9 @@ reveal_type(cache.wrap(UserRepository(), namespace="users2", get="get_user"))
 found: dict[str, str] | None = repo.get_user("1")
 n: int = repo.count()
 # Were wrap() typed Any this ignore would be unused, an error under --strict.
-wrong: int = cache.wrap(UserRepository(), namespace="users3", get="get_user")  # type: ignore[assignment]
+wrong: int = cache.wrap(  # type: ignore[assignment]
+    UserRepository(), namespace="users3", get="get_user"
+)
 '''
 
 

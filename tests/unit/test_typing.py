@@ -61,7 +61,8 @@ def errors_at(report: list[str], line: int) -> list[str]:
 
 
 def test_forgetting_await_on_async_set_is_a_type_error(mypy_report: list[str]) -> None:
-    """mypy reports ``ans.set(...)`` without ``await``: AsyncNamespace.set is an explicit coroutine."""
+    """mypy reports ``ans.set(...)`` without ``await``: AsyncNamespace.set is an explicit
+    coroutine."""
     assert any("unused-coroutine" in e for e in errors_at(mypy_report, 15)), mypy_report
 
 

@@ -109,7 +109,9 @@ class Engine:
     ) -> Plan[dict[Key, Any]]:
         found = yield from self.reader.read(keys, tier_keys, self.state.clock(), loader)
         get = found.get
-        out = {key: value for i, key in enumerate(keys) if (value := get(i, MISSING)) is not MISSING}
+        out = {
+            key: value for i, key in enumerate(keys) if (value := get(i, MISSING)) is not MISSING
+        }
         if self.state.config.copy:
             return {key: copy_module.deepcopy(value) for key, value in out.items()}
         return out

@@ -40,7 +40,9 @@ class Flights:
                     follow[key] = call
         return lead, follow
 
-    def land(self, keys: Iterable[str], results: dict[str, Any], error: BaseException | None) -> None:
+    def land(
+        self, keys: Iterable[str], results: dict[str, Any], error: BaseException | None
+    ) -> None:
         """Publish the leader's results (or its error) to the waiters and forget the calls."""
         with self._lock:
             calls = [(key, self._calls.pop(key, None)) for key in keys]

@@ -178,7 +178,7 @@ def run(plan: Plan[T]) -> T:
         while True:
             try:
                 result = op.run()
-            except Exception as exc:  # handed to the plan, which decides
+            except Exception as exc:  # noqa: BLE001 - handed to the plan, which decides
                 op = plan.throw(exc)
             else:
                 op = plan.send(result)
@@ -193,7 +193,7 @@ async def arun(plan: Plan[T]) -> T:
         while True:
             try:
                 result = await op.arun()
-            except Exception as exc:  # handed to the plan, which decides
+            except Exception as exc:  # noqa: BLE001 - handed to the plan, which decides
                 op = plan.throw(exc)
             else:
                 op = plan.send(result)

@@ -121,7 +121,7 @@ class Reader:
         finally:
             if leases.held and lease_index is not None:
                 leasing = self.state.views[lease_index].lease
-                assert leasing is not None  # the index is of a leasing tier
+                assert leasing is not None  # noqa: S101 - narrows the type: lease_index is of a leasing tier
                 yield from self.failures.call(
                     lease_index, leasing.release(sorted(leases.held), leases.token), "release"
                 )
@@ -164,7 +164,7 @@ class Reader:
                 hit_index, hit_answer = pending, answers  # every key hit: the common batch
             else:
                 hit_index, hit_answer = [], []
-                for i, answer in zip(pending, answers):
+                for i, answer in zip(pending, answers, strict=True):
                     if answer is None:
                         missed.append(i)
                     elif answer is UNDECODABLE:
@@ -180,10 +180,11 @@ class Reader:
                 values = [a[0] for a in hit_answer]
             hits = len(values)
             if t == 0 and NOTHING not in values:
-                found.update(zip(hit_index, values))  # the first tier: nothing to backfill
+                # the first tier: nothing to backfill
+                found.update(zip(hit_index, values, strict=True))
             else:
                 hits = 0
-                for i, answer, value in zip(hit_index, hit_answer, values):
+                for i, answer, value in zip(hit_index, hit_answer, values, strict=True):
                     if value is NOTHING:
                         self.failures.undecodable(t, tier_keys[i], "cannot be decoded")
                         missed.append(i)
@@ -211,7 +212,7 @@ class Reader:
             except SerializationError:
                 pass  # one bad value: decode one by one below, so only it is a miss
         out: list[Any] = []
-        for blob, i in zip(blobs, indices):
+        for blob, i in zip(blobs, indices, strict=True):
             tier_key = all_keys[i]
             if blob == NEGATIVE:
                 out.append(MISSING)
@@ -260,7 +261,7 @@ class Reader:
                 self.state.flights.land(lead, results, error)
         for key, call in follow.items():
             results[key] = yield WaitFuture(call, FLIGHT_TIMEOUT)
-        fresh = dict(zip(wanted, self.state.fence.unchanged(fence, wanted)))
+        fresh = dict(zip(wanted, self.state.fence.unchanged(fence, wanted), strict=True))
         negative_ttl = self.state.config.negative_ttl
         for i in pending:
             key = tier_keys[i]
@@ -272,7 +273,9 @@ class Reader:
                     found[i] = MISSING
                     if fill:
                         for t in range(len(self.state.tiers)):
-                            fills[t].append((i, MISSING, NEGATIVE, self.state.fill_ttl(t, negative_ttl)))
+                            fills[t].append(
+                                (i, MISSING, NEGATIVE, self.state.fill_ttl(t, negative_ttl))
+                            )
                 continue
             self.state.store_stats.hits += 1
             found[i] = value
@@ -302,7 +305,7 @@ class Reader:
                 except TierError:
                     leases.token = ""  # Redis is away: load, and fill only L1
                     break
-                leases.held.update(k for k, ok in zip(wanted, got) if ok)
+                leases.held.update(k for k, ok in zip(wanted, got, strict=True) if ok)
                 if len(mine) > 1 or got[0]:
                     break
                 # One key, leased by another process: its value will land in Redis.
@@ -348,7 +351,7 @@ class Reader:
         if loader is not None:
             op = loader(wanted)
         else:
-            assert self.state.store_ops is not None  # the read path loads only with a source
+            assert self.state.store_ops is not None  # noqa: S101 - narrows: loads only with a source
             op = self.state.store_ops.load_many(wanted)
         started = perf()
         try:
@@ -373,10 +376,14 @@ class Reader:
                 try:
                     data = self.state.encode(value, tier_keys[i])
                 except SerializationError as exc:
-                    self.state.warn("uncacheable", f"{self.state.name}: not caching {tier_keys[i]!r}: {exc}")
+                    self.state.warn(
+                        "uncacheable", f"{self.state.name}: not caching {tier_keys[i]!r}: {exc}"
+                    )
                     continue
             if limit is not None and len(data) > limit:
-                self.state.warn("uncacheable", f"{self.state.name}: not caching {tier_keys[i]!r}: too large")
+                self.state.warn(
+                    "uncacheable", f"{self.state.name}: not caching {tier_keys[i]!r}: too large"
+                )
                 continue
             entries.append((tier_keys[i], data if view.serialized else value, ttl, len(data)))
         return entries

@@ -200,7 +200,7 @@ class State:
         ]
         self.views = [
             view if tier is view.tier else TierView(tier)
-            for tier, view in zip(self.tiers, self.base_views)
+            for tier, view in zip(self.tiers, self.base_views, strict=True)
         ]
         self.version_view = next((v for v in self.views if v.versions is not None), None)
         self.lease_index = next((t for t, v in enumerate(self.views) if v.lease is not None), None)

@@ -87,10 +87,10 @@ class Writer:
         tier_keys = [encode_key(k) for k in keys]
         values = [items[k] for k in keys]
         encode = state.encode
-        data = [encode(v, k) for v, k in zip(values, tier_keys)]
+        data = [encode(v, k) for v, k in zip(values, tier_keys, strict=True)]
         limit = state.config.max_value_bytes
         if limit is not None:
-            for key, blob in zip(keys, data):
+            for key, blob in zip(keys, data, strict=True):
                 if len(blob) > limit:
                     raise self.too_large(key, blob, limit)
         return WriteContext(keys, tier_keys, values, data, state.clock())
@@ -123,7 +123,9 @@ class Writer:
             raced = [k for k in ctx.tier_keys if k not in unraced]
             for t in local:
                 entries = [e for e in self.entries(ctx, t) if e[0] in unraced]
-                if entries and (yield from self.fill_local(t, entries, ctx.now, (after_epoch, after))):
+                if entries and (
+                    yield from self.fill_local(t, entries, ctx.now, (after_epoch, after))
+                ):
                     state.tier_stats[t].sets += len(entries)
                 if raced:
                     yield from failures.delete(t, raced)
@@ -211,7 +213,7 @@ class Writer:
     def save(self, items: dict[Key, Any]) -> Plan[None]:
         """Write items to the store."""
         state = self.state
-        assert state.store_ops is not None  # policies save only to a namespace's store
+        assert state.store_ops is not None  # noqa: S101 - narrows: policies save only to a store
         started = perf()
         try:
             yield state.store_ops.save_many(items)
@@ -224,7 +226,7 @@ class Writer:
     def erase(self, keys: Sequence[Key]) -> Plan[None]:
         """Delete the keys from the store."""
         state = self.state
-        assert state.store_ops is not None  # policies erase only from a namespace's store
+        assert state.store_ops is not None  # noqa: S101 - narrows: policies erase only from a store
         try:
             yield state.store_ops.delete_many(list(keys))
         except Exception:
@@ -238,7 +240,7 @@ class Writer:
         fill_ttl = self.state.fill_ttl
         return [
             (k, blob if serialized else value, fill_ttl(t), len(blob))
-            for k, value, blob in zip(batch.tier_keys, batch.values, batch.data)
+            for k, value, blob in zip(batch.tier_keys, batch.values, batch.data, strict=True)
         ]
 
     def fill(self, batch: WriteContext, skip: int | None = None) -> Plan[None]:
@@ -271,11 +273,13 @@ class Writer:
             return True
         unchanged = self.state.fence.unchanged
         keys = [e[0] for e in entries]
-        entries = [e for e, ok in zip(entries, unchanged(fence, keys)) if ok]
+        entries = [e for e, ok in zip(entries, unchanged(fence, keys), strict=True) if ok]
         done = bool(entries) and (yield from self.failures.set(t, entries, now))
         if entries:
             inserted = [e[0] for e in entries]
-            stale = [k for k, ok in zip(inserted, unchanged(fence, inserted)) if not ok]
+            stale = [
+                k for k, ok in zip(inserted, unchanged(fence, inserted), strict=True) if not ok
+            ]
             if stale:
                 yield from self.failures.delete(t, stale)
         return done

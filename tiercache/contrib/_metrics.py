@@ -1,4 +1,5 @@
-"""The metrics read from ``Cache.stats()``: one table and one reading, rendered by prometheus and otel."""
+"""The metrics read from ``Cache.stats()``: one table and one reading, rendered by prometheus
+and otel."""
 
 from __future__ import annotations
 

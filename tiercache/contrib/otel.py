@@ -1,4 +1,5 @@
-"""OpenTelemetry metrics for a Cache (observed at collection time) and the span hook the engine can call."""
+"""OpenTelemetry metrics for a Cache (observed at collection time) and the span hook the engine
+can call."""
 
 from __future__ import annotations
 
@@ -67,7 +68,9 @@ def span_hook(tracer_provider: TracerProvider | None = None) -> SpanHook:
     """
     tracer = trace.get_tracer("tiercache", __version__, tracer_provider=tracer_provider)
 
-    def hook(operation: str, namespace: str, layer: str, keys: int) -> AbstractContextManager[object]:
+    def hook(
+        operation: str, namespace: str, layer: str, keys: int
+    ) -> AbstractContextManager[object]:
         return tracer.start_as_current_span(
             f"tiercache.{operation}",
             kind=SpanKind.INTERNAL,

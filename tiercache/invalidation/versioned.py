@@ -1,4 +1,5 @@
-"""Versioned: every copy carries its key's version and its namespace's; a bump makes old copies unreachable."""
+"""Versioned: every copy carries its key's version and its namespace's; a bump makes old copies
+unreachable."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ class WriteContext:
 
     def items(self) -> dict[Key, Any]:
         """``{key: value}`` as a store takes it."""
-        return dict(zip(self.keys, self.values))
+        return dict(zip(self.keys, self.values, strict=True))
 
 
 WriteBatch = WriteContext
@@ -192,7 +192,8 @@ class WritePolicy(Protocol):
 
 
 def delete_through(keys: Sequence[Key], tier_keys: Sequence[str], target: Target) -> Plan[None]:
-    """A synchronous delete: the store first (a failure leaves the tiers as they were), then every tier."""
+    """A synchronous delete: the store first (a failure leaves the tiers as they were), then
+    every tier."""
     if target.store is not None:
         yield from target.erase(keys)
     yield from target.drop(tier_keys)

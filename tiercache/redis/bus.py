@@ -237,7 +237,9 @@ class Bus:
             return
         found = self._listen.xrange(self.stream, min=self._last_id, max=self._last_id, count=1)
         if not found:
-            self._gap(f"{why}; stream position {self._last_id!r} is gone (trimmed or Redis restarted)")
+            self._gap(
+                f"{why}; stream position {self._last_id!r} is gone (trimmed or Redis restarted)"
+            )
             newest = self._listen.xrevrange(self.stream, count=1)
             self._last_id = newest[0][0] if newest else b"0-0"
 

@@ -52,7 +52,8 @@ class DirectReads:
         _all.add(self)
 
     def __call__(self, *args: Any) -> Any:
-        """Send one command, return its reply; redis-py's exceptions as ``client.<command>`` raises them."""
+        """Send one command, return its reply; redis-py's exceptions as ``client.<command>``
+        raises them."""
         idle = self._idle
         try:
             conn = idle.pop()

@@ -102,7 +102,7 @@ def journal_put(
     """
     keys = [journal, seq_key]
     args: list[Any] = []
-    for (field_, payload), (rkey, blob, px), delete in zip(records, sealed, deletes):
+    for (field_, payload), (rkey, blob, px), delete in zip(records, sealed, deletes, strict=True):
         keys.append(rkey)
         args += [field_, payload, b"" if delete else blob, px]
     copies = keys[2:]

@@ -1,4 +1,5 @@
-"""In-memory stand-ins for running a write policy alone: tiers, a journal tier, a store, a target."""
+"""In-memory stand-ins for running a write policy alone: tiers, a journal tier, a store, a
+target."""
 
 from __future__ import annotations
 
@@ -201,7 +202,7 @@ class FakeTarget:
     def entries(self, ctx: WriteContext, t: int) -> list[TierEntry]:
         serialized = self.views[t].serialized
         return [(k, blob if serialized else value, None, len(blob))
-                for k, value, blob in zip(ctx.tier_keys, ctx.values, ctx.data)]
+                for k, value, blob in zip(ctx.tier_keys, ctx.values, ctx.data, strict=True)]
 
     def decode_field(self, data: bytes, field: str) -> Any:
         return self.serializer.loads(data)

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 import pytest
 
 from ..cache import Cache
+from ..redis import RedisTier
 from ..stores.mapping import MappingStore
 from ..tiers.memory import MemoryTier
-from ..redis import RedisTier
 from .clock import FakeClock
 from .scheduler import ManualScheduler
 

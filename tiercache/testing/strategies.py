@@ -39,7 +39,8 @@ def _text(max_size: int = 12) -> st.SearchStrategy[str]:
 
 
 def keys(max_depth: int = 2) -> st.SearchStrategy[Key]:
-    """Any valid key: ``str``, ``int``, ``bytes`` and tuples of those, nested up to ``max_depth``."""
+    """Any valid key: ``str``, ``int``, ``bytes`` and tuples of those, nested up to
+    ``max_depth``."""
     base: st.SearchStrategy[Any] = st.one_of(
         _text(20), st.integers(), st.binary(max_size=16)
     )
@@ -69,7 +70,9 @@ def _decimals() -> st.SearchStrategy[Decimal]:
         st.integers(-(10**20), 10**20),
         st.integers(-12, 12),
     )
-    special = st.sampled_from([Decimal("Infinity"), Decimal("-Infinity"), Decimal("-0"), Decimal("1.00")])
+    special = st.sampled_from(
+        [Decimal("Infinity"), Decimal("-Infinity"), Decimal("-0"), Decimal("1.00")]
+    )
     return finite | special
 
 

@@ -91,7 +91,7 @@ class TierContract:
         tier.set_many(entries, clock())
         keys = [f"{ns}i:{i}" for i in range(0, 60, 3)]
         answers = tier.get_many(keys, clock())
-        for i, answer in zip(range(0, 60, 3), answers):
+        for i, answer in zip(range(0, 60, 3), answers, strict=True):
             if i < 50:
                 assert isinstance(answer, tuple) and answer[0] == self.value(tier, str(i))
             else:

@@ -71,7 +71,7 @@ class WriteBackJournal:
     def ops(self, target: Target) -> JournalOps:
         """The journal tier's operations, through the namespace's current face of it."""
         journal = target.views[self.index].journal
-        assert journal is not None  # the index is of a journaling tier
+        assert journal is not None  # noqa: S101 - narrows the type: the index is of a journaling tier
         return journal
 
     # -- lifecycle ----------------------------------------------------------
@@ -149,7 +149,7 @@ class WriteBackJournal:
                         f"(max_pending={max_pending}) and it does not take them"
                     )
             with self.lock:
-                for field, payload in zip(fields, payloads):
+                for field, payload in zip(fields, payloads, strict=True):
                     self.seq += 1
                     self.local[field] = b"%d|" % self.seq + payload
             return (True, False)
@@ -162,7 +162,7 @@ class WriteBackJournal:
         else:
             entries = [(f"{target.key_prefix}{f}", b"", None, 0) for f in fields]
         args: tuple[Any, ...] = (target.journal_key, target.journal_key + ":seq",
-                                 list(zip(fields, payloads)), entries, max_pending)
+                                 list(zip(fields, payloads, strict=True)), entries, max_pending)
         if announce is not None:
             args += (announce,)
         # The namespace's current face of the journal tier: under Versioned
