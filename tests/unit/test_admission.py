@@ -185,6 +185,67 @@ def test_policy_climber_resizes_the_window_within_capacity() -> None:
     assert max(sizes) > 10  # it grew the window at some point
 
 
+def _fill(p: TinyLFU) -> int:
+    """Add new keys until the policy first evicts (it is full); returns how many were added."""
+    n = 0
+    while not p.add(f"fill{n}"):
+        n += 1
+    return n + 1
+
+
+def test_climber_first_step_grows_the_window() -> None:
+    """The first sample period ends with a larger window, never one collapsed to a single key."""
+    p = TinyLFU(1_000)
+    _fill(p)
+    assert p.window_max == 10
+    for i in range(10 * 1_000):  # one sample period of misses: no worse than before
+        p.add(f"new{i}")
+    assert p.window_max == 10 + 62  # a step of 6.25% of the capacity
+    assert p.window_max + p.main_max == 1_000
+
+
+def test_climber_samples_ten_times_the_capacity_once_full() -> None:
+    """A small cache climbs after 10 x capacity requests counted from when it filled, not 10,000."""
+    p = TinyLFU(100)
+    added = _fill(p)
+    assert added > 100  # the window overflows into an empty main first
+    initial = p.window_max
+    for i in range(999):
+        p.add(f"new{i}")
+    assert p.window_max == initial  # the warm-up's requests are not part of the sample
+    p.add("one more")
+    assert p.window_max > initial
+
+
+def test_climber_reverses_when_the_hit_rate_falls_and_steps_decay() -> None:
+    """A lower hit rate than the last period's turns the climber around, by a smaller step."""
+    p = TinyLFU(10_000)
+    _fill(p)
+    windows = [p.window_max]
+    # The first period's jump from 0 restarts the step; then better, better, worse.
+    for hit_rate in (0.40, 0.42, 0.43, 0.41):
+        p._hits, p._misses = int(hit_rate * 1000), 1000 - int(hit_rate * 1000)
+        p._climb()
+        windows.append(p.window_max)
+    up1, up2, up3, down = (b - a for a, b in zip(windows, windows[1:]))
+    assert up1 == up2 == 625 and 0 < up3 < up2 and -up3 < down < 0
+
+
+def test_climber_restarts_with_a_full_step_when_the_hit_rate_jumps() -> None:
+    """A change of 5 points or more restarts the step at 6.25% of the capacity."""
+    p = TinyLFU(10_000)
+    _fill(p)
+    for hit_rate in (0.40, 0.41, 0.42, 0.43, 0.60):
+        p._hits, p._misses = int(hit_rate * 1000), 1000 - int(hit_rate * 1000)
+        before = p.window_max
+        p._climb()
+    assert p.window_max - before < 625  # the jump's own step was a decayed one
+    before = p.window_max
+    p._hits, p._misses = 610, 390
+    p._climb()
+    assert p.window_max - before == 625
+
+
 # -- MemoryTier(admission="tinylfu") ---------------------------------------------
 
 

@@ -17,21 +17,25 @@ The policy only tracks keys; the entries themselves live with the tier
 
 from __future__ import annotations
 
+import math
 import random
 from collections import OrderedDict
 
 __all__ = [
     "ADMIT_HASHDOS_THRESHOLD",
+    "CLIMBER_MIN_STEP",
     "CLIMBER_RESTART_THRESHOLD",
     "CLIMBER_STEP",
     "CLIMBER_STEP_DECAY",
     "CLIMB_FACTOR",
-    "CLIMB_MIN_SAMPLE",
+    "FrequencySketch",
     "PROTECTED_RATIO",
     "SAMPLE_FACTOR",
-    "WINDOW_RATIO",
-    "FrequencySketch",
+    "SMALL_CACHE",
+    "SMALL_CACHE_SAMPLE_CAP",
+    "SMALL_CACHE_STEP_DECAY",
     "TinyLFU",
+    "WINDOW_RATIO",
 ]
 
 WINDOW_RATIO = 0.01
@@ -48,21 +52,29 @@ ADMIT_HASHDOS_THRESHOLD = 6
 against an attacker who keeps one victim's estimate high by colliding with it)."""
 
 CLIMB_FACTOR = 10
-"""The hill climber looks at the hit rate every ``CLIMB_FACTOR * capacity`` requests."""
-
-CLIMB_MIN_SAMPLE = 10_000
-"""...and never fewer requests than this: a hit rate over a smaller sample is mostly noise
-(about 1.6 points of standard error at 1,000 requests), and a small cache's climber would
-chase it. Caffeine has no floor; with it, small caches track theine more closely."""
+"""The hill climber looks at the hit rate every ``CLIMB_FACTOR * capacity`` requests
+(Caffeine's sample period: long enough that most of the cache turns over in one)."""
 
 CLIMBER_STEP = 0.0625
 """The hill climber's first step, as a share of the capacity moved between window and main."""
+
+CLIMBER_MIN_STEP = 2
+"""...and never fewer entries than this: a step that rounds to 0 entries never moves."""
 
 CLIMBER_STEP_DECAY = 0.98
 """Each step is this much smaller than the previous one while the hit rate is stable."""
 
 CLIMBER_RESTART_THRESHOLD = 0.05
 """A hit-rate change this large restarts the climber with a full step."""
+
+SMALL_CACHE = 512
+"""Caches of at most this many entries climb more carefully (Caffeine's simulator climber):
+a sample of ten times a small capacity is a few thousand requests, whose hit rate is noisy,
+so their step decays more slowly (``SMALL_CACHE_STEP_DECAY``) and their sample period grows
+as the step shrinks, up to ``SMALL_CACHE_SAMPLE_CAP`` times ``CLIMB_FACTOR * capacity``."""
+
+SMALL_CACHE_STEP_DECAY = 0.995
+SMALL_CACHE_SAMPLE_CAP = 4.0
 
 _MAX_COUNT = 15  # 4-bit counters, as in Caffeine's sketch: saturate instead of wrapping
 _HALVE = bytes(b >> 1 for b in range(256))
@@ -189,11 +201,17 @@ class TinyLFU:
     """The W-TinyLFU policy over keys: window LRU, segmented main LRU, frequency admission.
 
     The window starts at ``window_ratio`` of the capacity and is then sized by
-    Caffeine's hill climber: every sample period (``climb_factor`` times the
-    capacity, at least ``climb_min`` requests) it compares the hit rate with the previous period's and keeps moving capacity
-    between window and main in the direction that raised it, in steps that
-    shrink over time and restart when the hit rate jumps. Recency-heavy
-    workloads so get a large window (LRU-like), frequency-heavy ones a small one.
+    a hill climber (Caffeine's): every sample period of ``climb_factor`` times
+    the capacity in requests, counted once the cache is full (a warm-up's
+    misses say nothing about the window), it compares the hit rate with the
+    previous period's and keeps moving capacity between window and main in the
+    direction that raised it, reversing when it fell. Steps start at
+    ``CLIMBER_STEP`` of the capacity, shrink by ``CLIMBER_STEP_DECAY`` every
+    period and restart at full size when the hit rate jumps. The first step
+    grows the window: it starts at 1%, so a first step down could only collapse
+    it to one entry, and a frequency-heavy workload undoes a step up in one
+    period. Recency-heavy workloads so get a large window (LRU-like),
+    frequency-heavy ones a small one.
 
     Not thread-safe: the tier calls it under its write lock. ``len()`` never
     exceeds ``maxsize``; :meth:`add` reports the keys it pushed out, which the
@@ -207,7 +225,6 @@ class TinyLFU:
         adaptive: let the hill climber resize the window (Caffeine does).
         sample_factor: see :class:`FrequencySketch`.
         climb_factor: the climber's period, in requests per entry of capacity.
-        climb_min: the climber's shortest period, in requests.
         seed: seeds the 1-in-128 admission of frequent losers, for reproducible runs.
     """
 
@@ -221,7 +238,6 @@ class TinyLFU:
         adaptive: bool = True,
         sample_factor: int = SAMPLE_FACTOR,
         climb_factor: int = CLIMB_FACTOR,
-        climb_min: int = CLIMB_MIN_SAMPLE,
         seed: int = 0,
     ) -> None:
         if maxsize < 1:
@@ -237,12 +253,19 @@ class TinyLFU:
         self._random = random.Random(seed)
         self._adaptive = adaptive
         self._initial = (self.window_max, self.protected_max)
+        self._base_sample = climb_factor * maxsize
+        self._full_step = max(CLIMBER_STEP * maxsize, CLIMBER_MIN_STEP)
+        self._small = maxsize <= SMALL_CACHE
+        self._start_climber()
+
+    def _start_climber(self) -> None:
+        """The climber's state before the cache first fills."""
+        self._filled = False  # sampling starts at the first eviction
         self._hits = 0
         self._misses = 0
-        # The climber's period, in hits + misses: long enough for a hit rate to mean something.
-        self._sample_size = max(climb_factor * maxsize, climb_min)
+        self._sample_size = self._base_sample
         self._previous_hit_rate = 0.0
-        self._step = -CLIMBER_STEP * maxsize
+        self._step = self._full_step  # positive: the first step grows the window
 
     def __len__(self) -> int:
         return len(self._window) + len(self._probation) + len(self._protected)
@@ -292,7 +315,10 @@ class TinyLFU:
                     probation[candidate] = None  # room in main: no contest
                 else:
                     evicted.append(self._duel(candidate))
-        if self._adaptive and self._hits + self._misses >= self._sample_size:
+            if evicted and not self._filled:
+                self._filled = True  # full: the climber's first sample starts now
+                self._hits = self._misses = 0
+        if self._adaptive and self._filled and self._hits + self._misses >= self._sample_size:
             self._climb()
         return evicted
 
@@ -319,9 +345,7 @@ class TinyLFU:
         self.sketch.clear()
         self.window_max, self.protected_max = self._initial
         self.main_max = self.maxsize - self.window_max
-        self._hits = self._misses = 0
-        self._previous_hit_rate = 0.0
-        self._step = -CLIMBER_STEP * self.maxsize
+        self._start_climber()
 
     def _duel(self, candidate: str) -> str:
         """Candidate (already out of the window) against main's victim; returns the loser."""
@@ -347,9 +371,14 @@ class TinyLFU:
         change = hit_rate - self._previous_hit_rate
         amount = self._step if change >= 0 else -self._step
         if abs(change) >= CLIMBER_RESTART_THRESHOLD:
-            self._step = CLIMBER_STEP * self.maxsize * (1 if amount >= 0 else -1)
+            self._step = math.copysign(self._full_step, amount)
         else:
-            self._step = CLIMBER_STEP_DECAY * amount
+            self._step = (SMALL_CACHE_STEP_DECAY if self._small else CLIMBER_STEP_DECAY) * amount
+        if self._small:
+            # A smaller step is tuning, not exploring: give it a longer, less noisy sample.
+            magnitude = max(abs(self._step), self._full_step / SMALL_CACHE_SAMPLE_CAP)
+            self._sample_size = int(self._base_sample * min(
+                SMALL_CACHE_SAMPLE_CAP, max(1.0, self._full_step / magnitude)))
         self._previous_hit_rate = hit_rate
         self._hits = self._misses = 0
         quota = int(amount)
