@@ -5,7 +5,7 @@ Usage, from the repository root::
     python -m benchmarks.run                 # full run (< 5 minutes), writes RESULTS.md
     python -m benchmarks.run --quick         # smoke run (< 30 s)
     python -m benchmarks.run --only l2       # one module: l1, l2, get_many, decorators,
-                                             # single_flight, write_policies, peers
+                                             # single_flight, write_policies, peers, memory
                                              # (or admission, alias hit_ratio: slow)
     python -m benchmarks.run --redis redis://127.0.0.1:6380/0
 
@@ -44,6 +44,7 @@ MODULES = {
     "write_policies": "bench_write_policies",
     "peers": "bench_peers",
     "admission": "bench_admission",
+    "memory": "bench_memory",
 }
 """Every bar (DESIGN.md section 6, the issues', the L1 admission study) and the peers."""
 
