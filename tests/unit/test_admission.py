@@ -339,13 +339,13 @@ def test_maxsize_one_keeps_the_newest() -> None:
 
 
 def test_maxbytes_bounds_the_sum_of_sizes() -> None:
-    """With maxbytes, the sum of the sizes held stays within it after every write."""
+    """With maxbytes, the sum of the charges held stays within it after every write."""
     tier = tc.MemoryTier(maxsize=100, maxbytes=100, admission="tinylfu")
     rng = random.Random(3)
     for i in range(500):
         put(tier, f"k{rng.randrange(300)}", size=rng.randrange(1, 40))
         assert tier.currbytes is not None and tier.currbytes <= 100
-        assert tier.currbytes == sum(tier.lookup(k)[2] for k in list(tier._data))
+        assert tier.currbytes == sum(len(k) + tier.lookup(k)[2] for k in list(tier._data))
     check_consistent(tier)
 
 
@@ -354,7 +354,7 @@ def test_maxbytes_and_maxsize_both_apply() -> None:
     tier = tc.MemoryTier(maxsize=3, maxbytes=1_000, admission="tinylfu")
     for i in range(10):
         put(tier, f"k{i}", size=1)
-    assert len(tier) == 3 and tier.currbytes == 3
+    assert len(tier) == 3 and tier.currbytes == 3 * (2 + 1)  # 2-byte keys, 1-byte values
 
 
 def test_entry_bigger_than_maxbytes_is_refused_and_drops_older_copy() -> None:
@@ -373,7 +373,7 @@ def test_overwrite_replaces_value_and_size() -> None:
     put(tier, "a", 1, size=10)
     put(tier, "a", 2, size=5)
     assert tier.lookup("a")[0] == 2
-    assert len(tier) == 1 and tier.currbytes == 5
+    assert len(tier) == 1 and tier.currbytes == 1 + 5
 
 
 def test_entry_ttl_is_honoured_on_a_fake_clock() -> None:
