@@ -173,8 +173,10 @@ def test_policy_climber_resizes_the_window_within_capacity() -> None:
     for i in range(1_000):
         p.add(f"k{i}")
     sizes = []
-    for hit_rate in (0.5, 0.3, 0.2, 0.4, 0.6, 0.1):  # falling rates make it reverse course
-        p._hits, p._misses = int(hit_rate * 100), 100 - int(hit_rate * 100)
+    # Evidence for one side, then the other: the climber reverses course.
+    for window, main in ((5, 0), (9, 1), (0, 5), (3, 1), (0, 9), (7, 0), (1, 8)):
+        p._window_evidence, p._main_evidence = window, main
+        p._hits, p._misses = 50, 50
         p._climb()
         sizes.append(p.window_max)
         assert p.window_max + p.main_max == 1_000
@@ -193,15 +195,37 @@ def _fill(p: TinyLFU) -> int:
     return n + 1
 
 
-def test_climber_first_step_grows_the_window() -> None:
-    """The first sample period ends with a larger window, never one collapsed to a single key."""
+def _request(p: TinyLFU, key: str) -> None:
+    """One request as the tier makes it: a hit is recorded, a miss added."""
+    if key in p:
+        p.record(key)
+    else:
+        p.add(key)
+
+
+def _evidence(p: TinyLFU, window: int, main: int, hit_rate: float = 0.5) -> int:
+    """End a sample period with this many misses on each ghost list; the window's change."""
+    before = p.window_max
+    p._window_evidence, p._main_evidence = window, main
+    p._hits, p._misses = int(hit_rate * 1000), 1000 - int(hit_rate * 1000)
+    p._climb()
+    assert p.window_max + p.main_max == p.maxsize
+    return p.window_max - before
+
+
+def test_climber_grows_the_window_when_rejected_candidates_come_back() -> None:
+    """Keys re-requested soon after the duel rejected them (recency) make the window grow."""
     p = TinyLFU(1_000)
-    _fill(p)
+    for _ in range(3):  # a frequent working set fills main: new keys lose their duels
+        for j in range(1_000):
+            _request(p, f"hot{j}")
     assert p.window_max == 10
-    for i in range(10 * 1_000):  # one sample period of misses: no worse than before
-        p.add(f"new{i}")
-    assert p.window_max == 10 + 62  # a step of 6.25% of the capacity
-    assert p.window_max + p.main_max == 1_000
+    for i in range(10_000):
+        _request(p, f"new{i}")
+        if i >= 20:
+            _request(p, f"new{i - 20}")  # back after leaving the 10-key window
+    assert p.window_max >= 10 + 62  # at least one full step of 6.25% of the capacity
+    assert len(p) == 1_000
 
 
 def test_climber_samples_ten_times_the_capacity_once_full() -> None:
@@ -210,6 +234,7 @@ def test_climber_samples_ten_times_the_capacity_once_full() -> None:
     added = _fill(p)
     assert added > 100  # the window overflows into an empty main first
     initial = p.window_max
+    p._window_evidence = 5  # what the period's misses on rejected candidates would leave
     for i in range(999):
         p.add(f"new{i}")
     assert p.window_max == initial  # the warm-up's requests are not part of the sample
@@ -217,33 +242,39 @@ def test_climber_samples_ten_times_the_capacity_once_full() -> None:
     assert p.window_max > initial
 
 
-def test_climber_reverses_when_the_hit_rate_falls_and_steps_decay() -> None:
-    """A lower hit rate than the last period's turns the climber around, by a smaller step."""
+def test_climber_moves_by_the_share_of_the_evidence_and_decays() -> None:
+    """A step is the full step times (window - main) / (window + main); steps shrink by 2%."""
     p = TinyLFU(10_000)
     _fill(p)
-    windows = [p.window_max]
-    # The first period's jump from 0 restarts the step; then better, better, worse.
-    for hit_rate in (0.40, 0.42, 0.43, 0.41):
-        p._hits, p._misses = int(hit_rate * 1000), 1000 - int(hit_rate * 1000)
-        p._climb()
-        windows.append(p.window_max)
-    up1, up2, up3, down = (b - a for a, b in zip(windows, windows[1:]))
-    assert up1 == up2 == 625 and 0 < up3 < up2 and -up3 < down < 0
+    assert _evidence(p, 10, 0) == 625
+    assert _evidence(p, 10, 0) == 612  # 625 x 0.98
+    assert _evidence(p, 3, 1) == 300  # 612.5 x 0.98 x (3 - 1) / 4
+    assert _evidence(p, 0, 0) == 0  # no evidence: no move
+    assert _evidence(p, 1, 1) == 0
+
+
+def test_climber_never_more_than_halves_the_window_in_a_period() -> None:
+    """Evidence for main shrinks the window, at most by half a period: the first step cannot
+    collapse it to one key."""
+    p = TinyLFU(10_000)
+    _fill(p)
+    assert p.window_max == 100
+    assert _evidence(p, 0, 50) == -50
+    assert _evidence(p, 0, 50) == -25
+    while p.window_max > 1:
+        _evidence(p, 0, 50)
+    assert _evidence(p, 0, 50) == 0
+    assert p.window_max == 1
 
 
 def test_climber_restarts_with_a_full_step_when_the_hit_rate_jumps() -> None:
-    """A change of 5 points or more restarts the step at 6.25% of the capacity."""
+    """A change of 5 points or more restores the step to 6.25% of the capacity."""
     p = TinyLFU(10_000)
     _fill(p)
-    for hit_rate in (0.40, 0.41, 0.42, 0.43, 0.60):
-        p._hits, p._misses = int(hit_rate * 1000), 1000 - int(hit_rate * 1000)
-        before = p.window_max
-        p._climb()
-    assert p.window_max - before < 625  # the jump's own step was a decayed one
-    before = p.window_max
-    p._hits, p._misses = 610, 390
-    p._climb()
-    assert p.window_max - before == 625
+    for _ in range(5):
+        _evidence(p, 10, 0, hit_rate=0.40)
+    assert _evidence(p, 10, 0, hit_rate=0.41) < 625
+    assert _evidence(p, 10, 0, hit_rate=0.47) == 625
 
 
 # -- MemoryTier(admission="tinylfu") ---------------------------------------------
