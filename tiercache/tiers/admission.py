@@ -30,11 +30,11 @@ __all__ = [
     "CLIMBER_STEP_DECAY",
     "CLIMB_FACTOR",
     "GHOST_RATIO",
-    "FrequencySketch",
     "PROTECTED_RATIO",
     "SAMPLE_FACTOR",
-    "TinyLFU",
     "WINDOW_RATIO",
+    "FrequencySketch",
+    "TinyLFU",
 ]
 
 WINDOW_RATIO = 0.01
