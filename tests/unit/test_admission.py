@@ -89,7 +89,7 @@ def test_sketch_halves_every_counter_after_a_sample() -> None:
 
 def test_sketch_resets_on_its_own_at_the_sample_size() -> None:
     """Incrementing past sample_size triggers the halving without being asked."""
-    sketch = FrequencySketch(10)  # sample size 100
+    sketch = FrequencySketch(10)  # sample size 10 x SAMPLE_FACTOR
     for _ in range(15):
         sketch.increment("hot")
     i = 0
