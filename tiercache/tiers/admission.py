@@ -46,7 +46,7 @@ PROTECTED_RATIO = 0.8
 SAMPLE_FACTOR = 20
 """The sketch halves every counter after ``SAMPLE_FACTOR * capacity`` recorded events.
 Caffeine halves after 10. Measured side by side (benchmarks/bench_admission.py, 5 hash
-seeds), 20 hits as often or more on 23 of the 27 trace x size rows, ARC P3 at 10,000
+seeds), 20 hits as often or more on 18 of the 22 trace x size rows, ARC P3 at 10,000
 entries 6.54% instead of 5.69% (theine 6.44%), LIRS loop at 101 8.95% instead of 7.35%;
 it loses 0.28 points on ARC OLTP at 15,000, 0.35 on P3 at 100,000, 0.19 on LIRS multi2 at
 568 and 1.09 on LIRS sprite at 708 (the last two under the bar either way)."""
