@@ -2,10 +2,11 @@
 
 Usage, from the repository root::
 
-    python -m benchmarks.run                 # full run (< 5 minutes), writes RESULTS.md
+    python -m benchmarks.run                 # full run (about 25 minutes), writes RESULTS.md
     python -m benchmarks.run --quick         # smoke run (< 30 s)
     python -m benchmarks.run --only l2       # one module: l1, l2, get_many, decorators,
-                                             # single_flight, write_policies, peers, metrics
+                                             # single_flight, write_policies, peers, metrics,
+                                             # memory
                                              # (or admission, alias hit_ratio: slow)
     python -m benchmarks.run --redis redis://127.0.0.1:6380/0
 
@@ -45,6 +46,7 @@ MODULES = {
     "peers": "bench_peers",
     "admission": "bench_admission",
     "metrics": "bench_metrics",
+    "memory": "bench_memory",
 }
 """Every bar (DESIGN.md section 6, the issues', the L1 admission study) and the peers."""
 

@@ -23,7 +23,7 @@ def put(tier: tc.MemoryTier, key: str, value: Any = None, ttl: float | None = No
 
 def held(tier: tc.MemoryTier, keys: list[str], now: float = 0.0) -> set[str]:
     """The keys the tier answers for (expired ones count as absent)."""
-    return {k for k, a in zip(keys, tier.get_many(keys, now)) if a is not None}
+    return {k for k, a in zip(keys, tier.get_many(keys, now), strict=True) if a is not None}
 
 
 def policy(tier: tc.MemoryTier) -> TinyLFU:
@@ -57,7 +57,7 @@ def test_sketch_estimate_grows_with_each_occurrence_up_to_15() -> None:
 
 
 def test_sketch_never_underestimates_and_ranks_hot_above_cold() -> None:
-    """Among 2,000 keys, every estimate is at least the true count and hot keys outrank cold ones."""
+    """Among 2,000 keys, every estimate is at least the true count; hot keys outrank cold ones."""
     sketch = FrequencySketch(1_000)
     rng = random.Random(1)
     truth: dict[str, int] = {}
@@ -89,7 +89,7 @@ def test_sketch_halves_every_counter_after_a_sample() -> None:
 
 def test_sketch_resets_on_its_own_at_the_sample_size() -> None:
     """Incrementing past sample_size triggers the halving without being asked."""
-    sketch = FrequencySketch(10)  # sample size 100
+    sketch = FrequencySketch(10)  # sample size 10 x SAMPLE_FACTOR
     for _ in range(15):
         sketch.increment("hot")
     i = 0
@@ -154,7 +154,7 @@ def test_policy_candidate_must_beat_the_victim() -> None:
 
 
 def test_policy_hit_promotes_probation_to_protected() -> None:
-    """A hit on a probation key moves it to protected; protected overflow is demoted, not evicted."""
+    """A hit on a probation key moves it to protected; protected overflow is demoted, kept."""
     p = TinyLFU(10, protected_ratio=0.5, adaptive=False)
     for i in range(10):
         p.add(f"k{i}")
@@ -173,16 +173,108 @@ def test_policy_climber_resizes_the_window_within_capacity() -> None:
     for i in range(1_000):
         p.add(f"k{i}")
     sizes = []
-    for hit_rate in (0.5, 0.3, 0.2, 0.4, 0.6, 0.1):  # falling rates make it reverse course
-        p._hits, p._misses = int(hit_rate * 100), 100 - int(hit_rate * 100)
+    # Evidence for one side, then the other: the climber reverses course.
+    for window, main in ((5, 0), (9, 1), (0, 5), (3, 1), (0, 9), (7, 0), (1, 8)):
+        p._window_evidence, p._main_evidence = window, main
+        p._hits, p._misses = 50, 50
         p._climb()
         sizes.append(p.window_max)
         assert p.window_max + p.main_max == 1_000
-        assert 1 <= p.window_max and 0 <= p.protected_max <= p.main_max
+        assert p.window_max >= 1 and 0 <= p.protected_max <= p.main_max
         assert len(p._window) <= p.window_max
         assert len(p._probation) + len(p._protected) <= p.main_max
         assert len(p) == 1_000
     assert max(sizes) > 10  # it grew the window at some point
+
+
+def _fill(p: TinyLFU) -> int:
+    """Add new keys until the policy first evicts (it is full); returns how many were added."""
+    n = 0
+    while not p.add(f"fill{n}"):
+        n += 1
+    return n + 1
+
+
+def _request(p: TinyLFU, key: str) -> None:
+    """One request as the tier makes it: a hit is recorded, a miss added."""
+    if key in p:
+        p.record(key)
+    else:
+        p.add(key)
+
+
+def _evidence(p: TinyLFU, window: int, main: int, hit_rate: float = 0.5) -> int:
+    """End a sample period with this many misses on each ghost list; the window's change."""
+    before = p.window_max
+    p._window_evidence, p._main_evidence = window, main
+    p._hits, p._misses = int(hit_rate * 1000), 1000 - int(hit_rate * 1000)
+    p._climb()
+    assert p.window_max + p.main_max == p.maxsize
+    return p.window_max - before
+
+
+def test_climber_grows_the_window_when_rejected_candidates_come_back() -> None:
+    """Keys re-requested soon after the duel rejected them (recency) make the window grow."""
+    p = TinyLFU(1_000)
+    for _ in range(3):  # a frequent working set fills main: new keys lose their duels
+        for j in range(1_000):
+            _request(p, f"hot{j}")
+    assert p.window_max == 10
+    for i in range(10_000):
+        _request(p, f"new{i}")
+        if i >= 20:
+            _request(p, f"new{i - 20}")  # back after leaving the 10-key window
+    assert p.window_max >= 10 + 62  # at least one full step of 6.25% of the capacity
+    assert len(p) == 1_000
+
+
+def test_climber_samples_ten_times_the_capacity_once_full() -> None:
+    """A small cache climbs after 10 x capacity requests counted from when it filled, not 10,000."""
+    p = TinyLFU(100)
+    added = _fill(p)
+    assert added > 100  # the window overflows into an empty main first
+    initial = p.window_max
+    p._window_evidence = 5  # what the period's misses on rejected candidates would leave
+    for i in range(999):
+        p.add(f"new{i}")
+    assert p.window_max == initial  # the warm-up's requests are not part of the sample
+    p.add("one more")
+    assert p.window_max > initial
+
+
+def test_climber_moves_by_the_share_of_the_evidence_and_decays() -> None:
+    """A step is the full step times (window - main) / (window + main); steps shrink by 2%."""
+    p = TinyLFU(10_000)
+    _fill(p)
+    assert _evidence(p, 10, 0) == 625
+    assert _evidence(p, 10, 0) == 612  # 625 x 0.98
+    assert _evidence(p, 3, 1) == 300  # 612.5 x 0.98 x (3 - 1) / 4
+    assert _evidence(p, 0, 0) == 0  # no evidence: no move
+    assert _evidence(p, 1, 1) == 0
+
+
+def test_climber_never_more_than_halves_the_window_in_a_period() -> None:
+    """Evidence for main shrinks the window, at most by half a period: the first step cannot
+    collapse it to one key."""
+    p = TinyLFU(10_000)
+    _fill(p)
+    assert p.window_max == 100
+    assert _evidence(p, 0, 50) == -50
+    assert _evidence(p, 0, 50) == -25
+    while p.window_max > 1:
+        _evidence(p, 0, 50)
+    assert _evidence(p, 0, 50) == 0
+    assert p.window_max == 1
+
+
+def test_climber_restarts_with_a_full_step_when_the_hit_rate_jumps() -> None:
+    """A change of 5 points or more restores the step to 6.25% of the capacity."""
+    p = TinyLFU(10_000)
+    _fill(p)
+    for _ in range(5):
+        _evidence(p, 10, 0, hit_rate=0.40)
+    assert _evidence(p, 10, 0, hit_rate=0.41) < 625
+    assert _evidence(p, 10, 0, hit_rate=0.47) == 625
 
 
 # -- MemoryTier(admission="tinylfu") ---------------------------------------------
@@ -278,13 +370,13 @@ def test_maxsize_one_keeps_the_newest() -> None:
 
 
 def test_maxbytes_bounds_the_sum_of_sizes() -> None:
-    """With maxbytes, the sum of the sizes held stays within it after every write."""
+    """With maxbytes, the sum of the charges held stays within it after every write."""
     tier = tc.MemoryTier(maxsize=100, maxbytes=100, admission="tinylfu")
     rng = random.Random(3)
-    for i in range(500):
+    for _ in range(500):
         put(tier, f"k{rng.randrange(300)}", size=rng.randrange(1, 40))
         assert tier.currbytes is not None and tier.currbytes <= 100
-        assert tier.currbytes == sum(tier.lookup(k)[2] for k in list(tier._data))
+        assert tier.currbytes == sum(len(k) + tier.lookup(k)[2] for k in list(tier._data))
     check_consistent(tier)
 
 
@@ -293,7 +385,7 @@ def test_maxbytes_and_maxsize_both_apply() -> None:
     tier = tc.MemoryTier(maxsize=3, maxbytes=1_000, admission="tinylfu")
     for i in range(10):
         put(tier, f"k{i}", size=1)
-    assert len(tier) == 3 and tier.currbytes == 3
+    assert len(tier) == 3 and tier.currbytes == 3 * (2 + 1)  # 2-byte keys, 1-byte values
 
 
 def test_entry_bigger_than_maxbytes_is_refused_and_drops_older_copy() -> None:
@@ -312,7 +404,7 @@ def test_overwrite_replaces_value_and_size() -> None:
     put(tier, "a", 1, size=10)
     put(tier, "a", 2, size=5)
     assert tier.lookup("a")[0] == 2
-    assert len(tier) == 1 and tier.currbytes == 5
+    assert len(tier) == 1 and tier.currbytes == 1 + 5
 
 
 def test_entry_ttl_is_honoured_on_a_fake_clock() -> None:

@@ -17,6 +17,8 @@ import tiercache as tc
 from tiercache.errors import ConfigurationError
 from tiercache.testing.clock import FakeClock
 
+ADMISSIONS = ["lru", "tinylfu"]
+
 
 def put(tier: tc.MemoryTier, key: str, value: Any = None, ttl: float | None = None,
         size: int = 1, now: float = 0.0) -> None:
@@ -26,7 +28,7 @@ def put(tier: tc.MemoryTier, key: str, value: Any = None, ttl: float | None = No
 def keys_held(tier: tc.MemoryTier, candidates: list[str], now: float = 0.0) -> set[str]:
     """Which candidates the tier answers for (expired entries count as absent)."""
     answers = tier.get_many(candidates, now)
-    return {k for k, a in zip(candidates, answers) if a is not None}
+    return {k for k, a in zip(candidates, answers, strict=True) if a is not None}
 
 
 # -- LRU -------------------------------------------------------------------------
@@ -99,13 +101,37 @@ def test_one_batch_larger_than_maxsize_keeps_the_last_entries() -> None:
 
 
 def test_maxbytes_bounds_the_sum_of_sizes() -> None:
-    """With maxbytes, the sum of the entries' sizes stays within it; the oldest go first."""
+    """With maxbytes, the sum of the entries' charges stays within it; the oldest go first."""
     tier = tc.MemoryTier(admission="lru", maxsize=100, maxbytes=100)
     for i in range(10):
-        put(tier, f"k{i}", size=30)
+        put(tier, f"k{i}", size=30)  # charged 32: a 2-byte key and a 30-byte value
         assert tier.currbytes is not None and tier.currbytes <= 100
     assert keys_held(tier, [f"k{i}" for i in range(10)]) == {"k7", "k8", "k9"}
-    assert tier.currbytes == 90
+    assert tier.currbytes == 96
+
+
+@pytest.mark.parametrize("admission", ADMISSIONS)
+def test_maxbytes_counts_the_keys(admission: str) -> None:
+    """Long keys count toward maxbytes: 300 keys of 100 kB with 1-byte values do not all stay."""
+    maxbytes = 1_000_000
+    tier = tc.MemoryTier(maxsize=1_000, maxbytes=maxbytes, admission=admission)  # type: ignore[arg-type]
+    keys = [f"{i:06d}" + "k" * 100_000 for i in range(300)]
+    for key in keys:
+        put(tier, key, 1, size=1)
+        assert tier.currbytes is not None and tier.currbytes <= maxbytes
+    assert len(tier) <= maxbytes // 100_007
+    assert tier.currbytes == sum(len(k) + 1 for k in keys_held(tier, keys))
+
+
+def test_maxbytes_counts_a_key_in_utf8() -> None:
+    """A key is charged its UTF-8 length, not its length in characters."""
+    tier = tc.MemoryTier(maxbytes=100)
+    put(tier, "é" * 10, size=5)  # 20 bytes in UTF-8
+    assert tier.currbytes == 25
+    put(tier, "€" * 33, size=1)  # 99 bytes + 1 = 100: fits, alone
+    assert tier.currbytes == 100
+    put(tier, "€" * 34, size=0)  # 102 bytes: refused
+    assert tier.currbytes == 100
 
 
 def test_maxbytes_and_maxsize_both_apply() -> None:
@@ -114,18 +140,18 @@ def test_maxbytes_and_maxsize_both_apply() -> None:
     for i in range(5):
         put(tier, f"k{i}", size=1)
     assert len(tier) == 2
-    assert tier.currbytes == 2
+    assert tier.currbytes == 6  # two 2-byte keys and 1-byte values
 
 
 def test_currbytes_follows_replacements_and_deletes() -> None:
-    """currbytes is the exact sum of the sizes held after replace and delete."""
+    """currbytes is the exact sum of the charges held after replace and delete."""
     tier = tc.MemoryTier(maxbytes=1000)
     put(tier, "a", size=10)
     put(tier, "b", size=20)
     put(tier, "a", size=5)
-    assert tier.currbytes == 25
+    assert tier.currbytes == 1 + 5 + 1 + 20
     tier.delete_many(["b"])
-    assert tier.currbytes == 5
+    assert tier.currbytes == 1 + 5
     assert tc.MemoryTier().currbytes is None
 
 
@@ -134,19 +160,19 @@ def test_entry_bigger_than_maxbytes_is_not_stored_and_drops_older_copy() -> None
     tier = tc.MemoryTier(maxbytes=100)
     put(tier, "big", "old", size=10)
     put(tier, "other", size=10)
-    put(tier, "big", "new", size=101)
+    put(tier, "big", "new", size=98)  # 3 + 98 bytes
     with pytest.raises(KeyError):
         tier.lookup("big")
     assert tier.lookup("other")[0] == "other"
-    assert tier.currbytes == 10
+    assert tier.currbytes == 5 + 10
     assert tier.evictions == 0
 
 
 def test_entry_of_exactly_maxbytes_is_stored() -> None:
-    """An entry whose size equals maxbytes fits (evicting the rest)."""
+    """An entry charged exactly maxbytes fits (evicting the rest)."""
     tier = tc.MemoryTier(maxbytes=100)
     put(tier, "a", size=40)
-    put(tier, "b", size=100)
+    put(tier, "b", size=99)
     assert keys_held(tier, ["a", "b"]) == {"b"}
     assert tier.currbytes == 100
 
@@ -213,7 +239,7 @@ def test_evictions_counts_only_evictions() -> None:
     put(tier, "b", now=clock())
     put(tier, "c", now=clock())  # evicts a (entry bound)
     assert tier.evictions == 1
-    put(tier, "d", size=50, now=clock())  # evicts b (entry bound), then c (byte bound)
+    put(tier, "d", size=49, now=clock())  # evicts b (entry bound), then c (byte bound)
     assert tier.evictions == 3
     tier.delete_many(["d"])
     put(tier, "e", ttl=1, now=clock())
@@ -268,8 +294,6 @@ def test_memory_tier_is_a_tier() -> None:
 
 # -- bounds that hold under every admission policy --------------------------------
 
-ADMISSIONS = ["lru", "tinylfu"]
-
 
 @pytest.mark.parametrize("admission", ADMISSIONS)
 def test_every_policy_keeps_len_within_maxsize(admission: str) -> None:
@@ -283,7 +307,7 @@ def test_every_policy_keeps_len_within_maxsize(admission: str) -> None:
 
 @pytest.mark.parametrize("admission", ADMISSIONS)
 def test_every_policy_keeps_bytes_within_maxbytes(admission: str) -> None:
-    """Under any admission policy, the sum of sizes stays within maxbytes and matches the entries held."""
+    """Under any admission policy, the charges stay within maxbytes and match the entries held."""
     tier = tc.MemoryTier(maxsize=1000, maxbytes=500, admission=admission)  # type: ignore[arg-type]
     sizes = {}
     for i in range(100):
@@ -291,15 +315,15 @@ def test_every_policy_keeps_bytes_within_maxbytes(admission: str) -> None:
         put(tier, f"k{i}", size=sizes[f"k{i}"])
         assert tier.currbytes is not None and tier.currbytes <= 500
     held = keys_held(tier, list(sizes))
-    assert tier.currbytes == sum(sizes[k] for k in held)
+    assert tier.currbytes == sum(len(k) + sizes[k] for k in held)
 
 
 @pytest.mark.parametrize("admission", ADMISSIONS)
 def test_every_policy_refuses_entries_bigger_than_maxbytes(admission: str) -> None:
-    """Under any admission policy an entry over maxbytes is not stored and its older copy is dropped."""
+    """Under any admission an entry over maxbytes is not stored; its older copy is dropped."""
     tier = tc.MemoryTier(maxbytes=100, admission=admission)  # type: ignore[arg-type]
     put(tier, "big", "old", size=10)
-    put(tier, "big", "new", size=101)
+    put(tier, "big", "new", size=98)  # 3 + 98 bytes
     assert keys_held(tier, ["big"]) == set()
     assert tier.currbytes == 0
 
@@ -337,9 +361,11 @@ _OPS = st.lists(
 def test_set_one_leaves_the_tier_as_set_many_of_one_entry_does(
     admission: str, maxbytes: int | None, ops: list[tuple[str, int, float | None, int]]
 ) -> None:
-    """Twin tiers, one written by set_one and one by set_many: the same answers, bytes and evictions."""
+    """Twin tiers written by set_one and by set_many: the same answers, bytes and evictions."""
     clock = FakeClock()
-    options: dict[str, Any] = {"maxsize": 6, "maxbytes": maxbytes, "ttl": 10, "admission": admission}
+    options: dict[str, Any] = {
+        "maxsize": 6, "maxbytes": maxbytes, "ttl": 10, "admission": admission
+    }
     one, many = tc.MemoryTier(**options), tc.MemoryTier(**options)
     keys = [f"k{i}" for i in range(12)]
     for op, k, ttl, size in ops:
@@ -355,7 +381,9 @@ def test_set_one_leaves_the_tier_as_set_many_of_one_entry_does(
         else:
             clock.advance(3)
         assert one.get_many(keys, clock()) == many.get_many(keys, clock())
-        assert (len(one), one.currbytes, one.evictions) == (len(many), many.currbytes, many.evictions)
+        assert (len(one), one.currbytes, one.evictions) == (
+            len(many), many.currbytes, many.evictions
+        )
 
 
 # -- threads ---------------------------------------------------------------------
@@ -363,7 +391,7 @@ def test_set_one_leaves_the_tier_as_set_many_of_one_entry_does(
 
 @pytest.mark.parametrize("admission", ADMISSIONS)
 def test_thread_safety_smoke(admission: str) -> None:
-    """8 threads mixing set/get/delete/prefix drops: no exception, len within maxsize, bytes within maxbytes."""
+    """8 threads mixing set/get/delete/prefix drops: no exception, size and bytes within bounds."""
     tier = tc.MemoryTier(maxsize=64, maxbytes=2000, admission=admission)  # type: ignore[arg-type]
     errors: list[BaseException] = []
     start = threading.Barrier(8)
@@ -378,8 +406,8 @@ def test_thread_safety_smoke(admission: str) -> None:
                 key = f"k{rng.randrange(200)}"
                 op = rng.random()
                 if op < 0.4:
-                    tier.set_many([(key, i, rng.choice([None, 0.001, 100.0]), rng.randrange(1, 60))],
-                                  float(i))
+                    ttl = rng.choice([None, 0.001, 100.0])
+                    tier.set_many([(key, i, ttl, rng.randrange(1, 60))], float(i))
                 elif op < 0.8:
                     for answer in tier.get_many([key, f"k{rng.randrange(200)}"], float(i)):
                         assert answer is None or isinstance(answer, tuple)

@@ -36,21 +36,33 @@ READ_BUFFER_SIZE = 128
 _Entry = tuple[Any, float, int]  # (value, expires_at on the cache clock, size in bytes)
 
 
+def _key_charge(key: str) -> int:
+    """What a key adds to an entry's charge under ``maxbytes``: its length in UTF-8."""
+    # isascii() reads a flag of the str object: no encoding for the usual ASCII key.
+    return len(key) if key.isascii() else len(key.encode("utf-8", "surrogatepass"))
+
+
 class _LRU(cachetools.LRUCache):  # type: ignore[type-arg]
     """cachetools' LRU with a second bound (entries as well as bytes) and an eviction count."""
 
     def __init__(self, maxentries: int, maxbytes: int | None) -> None:
+        self._key_bytes = 0  # the key being stored's share of its charge (see _charge)
         if maxbytes is None:
             super().__init__(maxentries)
         else:
-            super().__init__(maxbytes, getsizeof=lambda entry: entry[2])
+            super().__init__(maxbytes, getsizeof=self._charge)
         self.maxentries = maxentries
         self.evictions = 0
+
+    def _charge(self, entry: _Entry) -> int:
+        # cachetools sizes the value alone; __setitem__ leaves the key's bytes here first.
+        return entry[2] + self._key_bytes
 
     def __setitem__(self, key: str, value: _Entry) -> None:
         if key not in self:
             while len(self) >= self.maxentries:
                 self.popitem()
+        self._key_bytes = _key_charge(key)
         super().__setitem__(key, value)
 
     def popitem(self) -> tuple[str, _Entry]:
@@ -130,11 +142,13 @@ class _TinyLFUMap:
         old = data.get(key)
         data[key] = entry
         if old is None:
-            self.currsize += entry[2]
+            if self.maxbytes is not None:
+                self.currsize += entry[2] + _key_charge(key)
             for gone in self.policy.add(key):
                 self._evicted(gone)
         else:
-            self.currsize += entry[2] - old[2]
+            if self.maxbytes is not None:
+                self.currsize += entry[2] - old[2]
             self.policy.record(key)  # a write is an access, as in Caffeine
         if self.maxbytes is not None:
             while self.currsize > self.maxbytes:
@@ -143,19 +157,23 @@ class _TinyLFUMap:
                     break
                 self._evicted(victim)
 
+    def _uncharge(self, key: str, entry: _Entry) -> None:
+        if self.maxbytes is not None:
+            self.currsize -= entry[2] + _key_charge(key)
+
     def _evicted(self, key: str) -> None:
-        self.currsize -= self.data.pop(key)[2]
+        self._uncharge(key, self.data.pop(key))
         self.evictions += 1
 
     def __delitem__(self, key: str) -> None:
-        self.currsize -= self.data.pop(key)[2]
+        self._uncharge(key, self.data.pop(key))
         self.policy.remove(key)
 
     def pop(self, key: str, default: None = None) -> _Entry | None:
         entry = self.data.pop(key, None)
         if entry is None:
             return default
-        self.currsize -= entry[2]
+        self._uncharge(key, entry)
         self.policy.remove(key)
         return entry
 
@@ -195,8 +213,16 @@ class MemoryTier:
 
     Args:
         maxsize: most entries held.
-        maxbytes: optional bound on the sum of the entries' serialized sizes;
-            the policy evicts until both bounds hold.
+        maxbytes: optional bound on the bytes the entries are charged; the
+            policy evicts until both bounds hold. An entry is charged its key's
+            length in UTF-8 plus the size its writer gives for the value: the
+            value's serialized size (the bytes it takes in Redis), as the
+            namespace reports it. The Python object held can be larger (a dict
+            of short strings takes several times its msgpack size), and the
+            tier's own bookkeeping, about 220 to 240 bytes per entry
+            (``benchmarks/bench_memory.py``), is not charged: ``maxsize``
+            bounds that. An entry charged more than ``maxbytes`` is not
+            stored, and an older copy of its key is dropped.
         ttl: ceiling on every entry's time to live (``None``: none).
         name: label in stats.
         admission: ``"tinylfu"`` (default) or ``"lru"``.
@@ -261,7 +287,7 @@ class MemoryTier:
 
     @property
     def currbytes(self) -> int | None:
-        """Sum of the entries' sizes when bounded by bytes, else ``None``."""
+        """Sum of the entries' charges (key and value bytes) under ``maxbytes``, else ``None``."""
         return int(self._data.currsize) if self.maxbytes is not None else None
 
     def get_many(self, keys: Sequence[str], now: float) -> list[Hit | Undecodable | None]:
@@ -297,7 +323,7 @@ class MemoryTier:
             for key, value, ttl, size in entries:
                 if ceiling is not None and (ttl is None or ttl > ceiling):
                     ttl = ceiling
-                if maxbytes is not None and size > maxbytes:
+                if maxbytes is not None and size + _key_charge(key) > maxbytes:
                     # Larger than the whole tier: keep it out, and drop an older copy.
                     data.pop(key, None)
                     continue
@@ -313,7 +339,7 @@ class MemoryTier:
         lock = self._lock
         lock.acquire()
         try:
-            if maxbytes is not None and size > maxbytes:
+            if maxbytes is not None and size + _key_charge(key) > maxbytes:
                 self._data.pop(key, None)  # as in set_many
             else:
                 self._data[key] = (value, math.inf if ttl is None else now + ttl, size)
