@@ -285,7 +285,7 @@ def timed_row(
 def count_commands(tier: Any, sent: list[str]) -> None:
     """Record every command a RedisTier sends, and every pipeline it runs, in ``sent``.
 
-    Its client's commands, and its direct reads (``tiers/_direct.py``), which
+    Its client's commands, and its direct reads (``tiercache/redis/direct.py``), which
     do not go through the client.
     """
     if getattr(tier, "_direct", None) is not None:

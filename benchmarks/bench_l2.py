@@ -12,7 +12,7 @@ timeouts, no retries). Two shapes of the cache:
 Both sides read the same value from the same server; the baseline rotates
 over the same number of keys.
 
-RedisTier sends its reads on connections it keeps (``tiers/_direct.py``),
+RedisTier sends its reads on connections it keeps (``tiercache/redis/direct.py``),
 skipping redis-py's per-command pool checkout, retry wrapper and
 observability hooks, which the baseline's ``client.get`` pays. So a context
 row, ``l2_hit_l1_miss_vs_kept_connection``, also sets the L1-miss read

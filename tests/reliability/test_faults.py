@@ -904,7 +904,7 @@ def test_on_tier_error_raise_surfaces_tier_unavailable(server: RedisServer, pref
         cache.close()
 
 
-# -- direct reads (tiers/_direct.py): what redis-py's pool checkout used to guard ----------
+# -- direct reads (redis/direct.py): what redis-py's pool checkout used to guard ----------
 
 
 def test_a_read_that_timed_out_never_answers_a_later_one(server: RedisServer, prefix: str) -> None:

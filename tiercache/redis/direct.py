@@ -20,8 +20,8 @@ _all: weakref.WeakSet[DirectReads] = weakref.WeakSet()
 class DirectReads:
     """Read commands (GET, MGET) on connections of the tier's own; thread-safe.
 
-    An L2 hit is one GET, and the DESIGN.md bar holds it to 1.10x a raw redis-py
-    GET. redis-py 8 wraps each command in a pool checkout (a lock, a ``poll()``
+    An L2 hit is one GET, and its bar (benchmarks/RESULTS.md, l2_hit_*) holds it to
+    1.10x a raw redis-py GET. redis-py 8 wraps each command in a pool checkout (a lock, a ``poll()``
     of the socket to make sure it holds no stray data), a retry wrapper, and
     observability hooks; on this project's machines that costs about as much as
     the round trip itself (a GET took 82 us through ``client.get``, 38 us on a

@@ -166,7 +166,7 @@ class WriteBackJournal:
         if announce is not None:
             args += (announce,)
         # The namespace's current face of the journal tier: under Versioned
-        # it stamps each copy with a new per-key version (see _versioned.py).
+        # it stamps each copy with a new per-key version (see redis/versions.py).
         journal = self.ops(target)
         try:
             recorded = yield from perform(journal.put(*args))
